@@ -1,0 +1,3 @@
+from ddb2es_cli.cli import main
+
+main()
