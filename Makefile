@@ -1,0 +1,52 @@
+# Everything a fresh machine needs: `make test` and `make demo` create the virtualenv, install the
+# package with its extras and fetch the local servers on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DYNAMODB_PORT ?= 8000
+DEMO_ES_PORT ?= 9200
+DEMO_ITEMS ?= 10000
+DEMO_ENV := DDB2ES_DYNAMODB_ENDPOINT=http://127.0.0.1:$(DEMO_DYNAMODB_PORT) \
+            DDB2ES_ES_URL=http://127.0.0.1:$(DEMO_ES_PORT)
+
+.PHONY: install java test lint demo demo-down bench lambda-zip clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# DynamoDB Local needs Java; install it from Debian's packages only when it is missing.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "java not found: installing openjdk-17-jre-headless"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jre-headless; }
+
+test: install java
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check ddb2es_cli tests bench
+	$(BIN)/ruff format --check ddb2es_cli tests bench
+	$(BIN)/mypy
+
+demo: install java
+	$(BIN)/ddb2es local up --dynamodb-port $(DEMO_DYNAMODB_PORT) --es-port $(DEMO_ES_PORT)
+	$(DEMO_ENV) $(BIN)/ddb2es local seed --items $(DEMO_ITEMS)
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml doctor
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reindex --all
+	@echo "The servers keep running: 'make demo-down' stops them."
+
+demo-down: install
+	$(BIN)/ddb2es local down
+
+bench: install java
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .ddb2es-local .pytest_cache .mypy_cache .ruff_cache build *.egg-info

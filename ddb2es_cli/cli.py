@@ -1,0 +1,301 @@
+"""Command line: parse options, build settings and clients, call one core function, render.
+
+Only this module imports click and rich. Results go to stdout (a table, or JSON with --json);
+logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ddb2es_cli import __version__
+from ddb2es_cli.config import Settings, load_settings
+from ddb2es_cli.errors import Ddb2esError, ExitStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("ddb2es")
+NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore",
+                 "boto3")
+
+
+@dataclass
+class AppContext:
+    """What the global options gave; settings are built on first use so `--help` never fails."""
+
+    config_path: Path | None
+    overrides: dict[str, Any]
+    json_output: bool = False
+    quiet: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, self.overrides)
+        return self._settings
+
+
+def output_options(func: F) -> F:
+    """--json and --quiet on every command as well as globally (`local up --json` reads well)."""
+    func = click.option("--quiet", "quiet", is_flag=True, help="No progress bars or logs.")(func)
+    func = click.option(
+        "--json", "json_output", is_flag=True, help="Print the result as one JSON document."
+    )(func)
+    return func
+
+
+def _app(ctx: click.Context, json_output: bool = False, quiet: bool = False) -> AppContext:
+    app: AppContext = ctx.find_object(AppContext)
+    app.json_output = app.json_output or json_output
+    app.quiet = app.quiet or quiet
+    if app.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    return app
+
+
+def emit(app: AppContext, data: Any, render: Callable[[Console], None]) -> None:
+    """JSON on stdout with --json, else the human rendering."""
+    if app.json_output:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(Console(highlight=False))
+
+
+class Ddb2esGroup(click.Group):
+    """The one place where core exceptions become a one-line message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Ddb2esError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_status)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(ExitStatus.INTERRUPTED)
+
+
+@click.group(cls=Ddb2esGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ddb2es")
+@click.option("--config", "config_path", envvar="DDB2ES_CONFIG", type=click.Path(path_type=Path),
+              help="Config file (default: ./ddb2es.toml when present).")
+@click.option("--dynamodb-endpoint", envvar="DDB2ES_DYNAMODB_ENDPOINT",
+              help="DynamoDB endpoint URL (empty: AWS).")
+@click.option("--region", envvar=["AWS_REGION", "AWS_DEFAULT_REGION"], help="AWS region.")
+@click.option("--profile", envvar="AWS_PROFILE", help="AWS profile.")
+@click.option("--es-url", envvar="DDB2ES_ES_URL", help="Elasticsearch/OpenSearch URL.")
+@click.option("--es-username", envvar="DDB2ES_ES_USERNAME", help="Basic auth user.")
+@click.option("--es-password", envvar="DDB2ES_ES_PASSWORD", help="Basic auth password.")
+@click.option("--es-api-key", envvar="DDB2ES_ES_API_KEY", help="API key (encoded, or id:key).")
+@click.option("--es-aws-sigv4/--no-es-aws-sigv4", default=None,
+              help="Sign requests with AWS SigV4 (managed domains).")
+@click.option("--es-aws-service", type=click.Choice(["es", "aoss"]), default=None,
+              help="SigV4 service: es (domains) or aoss (Serverless).")
+@click.option("--es-ca-certs", type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle for TLS.")
+@click.option("--es-verify-certs/--no-es-verify-certs", default=None,
+              help="Verify TLS certificates (default: on).")
+@click.option("--json", "json_output", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--quiet", is_flag=True, help="No progress bars or logs.")
+@click.option("--verbose", is_flag=True, help="Debug logs, including every HTTP request.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, json_output: bool, quiet: bool,
+        verbose: bool, **overrides: Any) -> None:
+    """Keep Elasticsearch/OpenSearch indices true to the DynamoDB tables they are built from.
+
+    \b
+    Example:
+      ddb2es --dynamodb-endpoint http://localhost:8000 --es-url http://localhost:9200 doctor
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # The client libraries log every request, and failed ones with tracebacks: our own
+        # messages say what went wrong in one line; --verbose shows theirs.
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    ctx.obj = AppContext(config_path, overrides, json_output, quiet)
+
+
+# --- local --------------------------------------------------------------------------------------
+
+
+@cli.group()
+def local() -> None:
+    """The embedded local stack: DynamoDB Local and an OpenSearch-compatible server.
+
+    \b
+    Example:
+      ddb2es local up --json && ddb2es local seed --items 10000
+    """
+
+
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where pid and log files go (default: ./.ddb2es-local or $DDB2ES_STATE_DIR).",
+)
+
+
+@local.command("up")
+@click.option("--dynamodb-port", default=8000, show_default=True, help="DynamoDB Local port.")
+@click.option("--es-port", default=9200, show_default=True, help="Search server port.")
+@click.option("--db-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep DynamoDB data in this folder (-sharedDb) instead of in memory.")
+@state_dir_option
+@output_options
+@click.pass_context
+def local_up(ctx: click.Context, dynamodb_port: int, es_port: int, db_path: Path | None,
+             state_dir: Path | None, json_output: bool, quiet: bool) -> None:
+    """Start DynamoDB Local and the search server (reuses them when already running).
+
+    \b
+    Example:
+      ddb2es local up --dynamodb-port 8000 --es-port 9200 --json
+    """
+    from ddb2es_cli import local as local_stack
+
+    app = _app(ctx, json_output, quiet)
+    stack = local_stack.up(state_dir, dynamodb_port=dynamodb_port, es_port=es_port,
+                           db_path=db_path)
+    data = {"dynamodb_endpoint": stack.dynamodb_endpoint, "es_url": stack.es_url}
+    emit(app, data, lambda c: c.print(
+        f"DynamoDB Local: {stack.dynamodb_endpoint}\nsearch server:  {stack.es_url}\n"
+        f"export DDB2ES_DYNAMODB_ENDPOINT={stack.dynamodb_endpoint} "
+        f"DDB2ES_ES_URL={stack.es_url}"))
+
+
+@local.command("down")
+@state_dir_option
+@output_options
+@click.pass_context
+def local_down(ctx: click.Context, state_dir: Path | None, json_output: bool, quiet: bool) -> None:
+    """Stop the local servers started by `local up`.
+
+    \b
+    Example:
+      ddb2es local down
+    """
+    from ddb2es_cli import local as local_stack
+
+    app = _app(ctx, json_output, quiet)
+    stopped = local_stack.down(state_dir)
+    emit(app, {"stopped": stopped},
+         lambda c: c.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running"))
+
+
+@local.command("status")
+@state_dir_option
+@output_options
+@click.pass_context
+def local_status(ctx: click.Context, state_dir: Path | None, json_output: bool,
+                 quiet: bool) -> None:
+    """Show whether the local servers run.
+
+    \b
+    Example:
+      ddb2es local status --json
+    """
+    from ddb2es_cli import local as local_stack
+
+    app = _app(ctx, json_output, quiet)
+    status = local_stack.status(state_dir)
+
+    def render(console: Console) -> None:
+        table = Table("server", "running", "pid", "url")
+        for name, info in status.items():
+            table.add_row(name, str(info.get("running")), str(info.get("pid") or ""),
+                          str(info.get("url") or ""))
+        console.print(table)
+
+    emit(app, status, render)
+    if not all(info.get("running") for info in status.values()):
+        sys.exit(ExitStatus.ERROR)
+
+
+@local.command("seed")
+@click.option("--items", default=10_000, show_default=True, help="Items in all, over 3 tables.")
+@click.option("--prefix", default="ddb2es-demo-", show_default=True, help="Table name prefix.")
+@click.option("--seed", "random_seed", default=0, show_default=True, help="Random seed.")
+@click.option("--item-bytes", default=0, help="Pad items to about this size (benchmarks).")
+@output_options
+@click.pass_context
+def local_seed(ctx: click.Context, items: int, prefix: str, random_seed: int, item_bytes: int,
+               json_output: bool, quiet: bool) -> None:
+    """Create sample tables (every attribute type, several TYPEs) in DynamoDB.
+
+    Drops and recreates the tables named <prefix>orders, <prefix>events, <prefix>customers.
+
+    \b
+    Example:
+      ddb2es --dynamodb-endpoint http://localhost:8000 local seed --items 10000
+    """
+    from ddb2es_cli.clients import make_dynamodb_client
+    from ddb2es_cli.seed import seed
+
+    app = _app(ctx, json_output, quiet)
+    if not app.settings.dynamodb.endpoint:
+        raise click.UsageError("local seed only writes to a local endpoint: "
+                               "pass --dynamodb-endpoint (never to AWS by accident)")
+    client = make_dynamodb_client(app.settings.dynamodb)
+    tables = seed(client, items=items, prefix=prefix, seed=random_seed, item_bytes=item_bytes)
+    data = [t.__dict__ for t in tables]
+
+    def render(console: Console) -> None:
+        table = Table("table", "hash key", "range key", "items")
+        for t in tables:
+            table.add_row(t.name, t.hash_key, t.range_key or "", str(t.items))
+        console.print(table)
+
+    emit(app, data, render)
+
+
+# --- doctor -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@output_options
+@click.pass_context
+def doctor(ctx: click.Context, json_output: bool, quiet: bool) -> None:
+    """Check both endpoints: engine, version, client, auth mode, configured tables.
+
+    Exits 1 when any check fails.
+
+    \b
+    Example:
+      ddb2es --es-url https://search.example.com --es-aws-sigv4 doctor
+    """
+    from ddb2es_cli.doctor import run_doctor
+
+    app = _app(ctx, json_output, quiet)
+    report = run_doctor(app.settings)
+
+    def render(console: Console) -> None:
+        table = Table("check", "", "detail")
+        for check in report.checks:
+            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]",
+                          check.detail)
+        console.print(table)
+
+    emit(app, report.as_dict(), render)
+    if not report.ok:
+        sys.exit(ExitStatus.ERROR)
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    cli(prog_name="ddb2es")

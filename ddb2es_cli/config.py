@@ -1,0 +1,233 @@
+"""Settings from flags, environment, `ddb2es.toml` and defaults (in that order of precedence).
+
+click reads flags and `DDB2ES_*` variables (it gives None when neither is set); this module lays
+what it found over the file, and the file over the defaults.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.transform import DEFAULT_OVERLAP_MS, TableShape
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG_FILE = "ddb2es.toml"
+AUTH_MODES = ("none", "basic", "api-key", "aws-sigv4")
+AWS_SERVICES = ("es", "aoss")
+
+
+@dataclass(frozen=True)
+class DynamoSettings:
+    endpoint: str | None = None
+    region: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    url: str = "http://localhost:9200"
+    auth: str = "none"
+    username: str | None = None
+    # Secrets never reach a repr, a log line or an error message.
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    aws_service: str = "es"
+    ca_certs: str | None = None
+    verify_certs: bool = True
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.password, self.api_key) if s]
+
+    def describe_auth(self) -> str:
+        if self.auth == "basic":
+            return f"basic (user {self.username!r})"
+        if self.auth == "aws-sigv4":
+            return f"aws-sigv4 (service {self.aws_service!r})"
+        return self.auth
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    name: str
+    type_attribute: str = "TYPE"
+    default_type: str = "default"
+    index_prefix: str = ""
+
+    def shape(self, hash_key: str, range_key: str | None) -> TableShape:
+        return TableShape(
+            hash_key=hash_key,
+            range_key=range_key,
+            type_attribute=self.type_attribute,
+            default_type=self.default_type,
+            index_prefix=self.index_prefix,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    dynamodb: DynamoSettings = DynamoSettings()
+    search: SearchSettings = SearchSettings()
+    tables: tuple[TableSettings, ...] = ()
+    type_attribute: str = "TYPE"
+    default_type: str = "default"
+    index_prefix: str = ""
+    version_overlap_ms: int = DEFAULT_OVERLAP_MS
+    source: str | None = None  # the config file read, if any
+
+    def table(self, name: str) -> TableSettings:
+        """The configured table, or one with the global defaults for a table named on the CLI."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        return TableSettings(name, self.type_attribute, self.default_type, self.index_prefix)
+
+    def select_tables(self, names: tuple[str, ...], all_tables: bool) -> list[TableSettings]:
+        """TABLE... or --all, never both, never neither."""
+        if all_tables and names:
+            raise ConfigError("give table names or --all, not both")
+        if all_tables:
+            if not self.tables:
+                raise ConfigError("--all needs [[tables]] in the config file; none are configured")
+            return list(self.tables)
+        if not names:
+            raise ConfigError("name at least one table, or use --all")
+        return [self.table(n) for n in names]
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret in `text` (error messages from client libraries included)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def read_config_file(path: Path | None) -> tuple[dict[str, Any], str | None]:
+    """The parsed TOML file: the explicit one (must exist) or ./ddb2es.toml when present."""
+    if path is None:
+        default = Path(DEFAULT_CONFIG_FILE)
+        if not default.is_file():
+            return {}, None
+        path = default
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle), str(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Settings:
+    """Settings from the file, with `overrides` (flags and environment) laid on top.
+
+    Override keys: dynamodb_endpoint, region, profile, es_url, es_username, es_password,
+    es_api_key, es_aws_sigv4, es_aws_service, es_ca_certs, es_verify_certs. None means "not given".
+    """
+    data, source = read_config_file(config_path)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    dynamo = _section(data, "dynamodb")
+    search = _section(data, "search")
+    defaults = _section(data, "defaults")
+
+    dynamodb = DynamoSettings(
+        endpoint=given.get("dynamodb_endpoint", dynamo.get("endpoint")) or None,
+        region=given.get("region", dynamo.get("region")) or None,
+        profile=given.get("profile", dynamo.get("profile")) or None,
+    )
+    search_settings = _search_settings(search, given)
+    global_defaults = {
+        "type_attribute": str(defaults.get("type_attribute", "TYPE")),
+        "default_type": str(defaults.get("default_type", "default")),
+        "index_prefix": str(defaults.get("index_prefix", "")),
+    }
+    tables = tuple(_table(entry, global_defaults) for entry in data.get("tables", []))
+    names = [t.name for t in tables]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config file {source} names a table twice")
+    return Settings(
+        dynamodb=dynamodb,
+        search=search_settings,
+        tables=tables,
+        version_overlap_ms=int(defaults.get("version_overlap_ms", DEFAULT_OVERLAP_MS)),
+        source=source,
+        **global_defaults,
+    )
+
+
+def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] in the config file must be a table")
+    return value
+
+
+def _table(entry: Any, defaults: Mapping[str, str]) -> TableSettings:
+    if not isinstance(entry, dict) or not entry.get("name"):
+        raise ConfigError("every [[tables]] entry needs a name")
+    unknown = set(entry) - {"name", "type_attribute", "default_type", "index_prefix"}
+    if unknown:
+        raise ConfigError(f"[[tables]] {entry['name']!r}: unknown keys {sorted(unknown)}")
+    return TableSettings(name=str(entry["name"]), **{k: str(entry.get(k, v)) for k, v in defaults.items()})
+
+
+def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> SearchSettings:
+    settings = SearchSettings(
+        url=str(given.get("es_url", search.get("url", SearchSettings.url))),
+        username=given.get("es_username", search.get("username")),
+        password=given.get("es_password", search.get("password")),
+        api_key=given.get("es_api_key", search.get("api_key")),
+        aws_service=str(given.get("es_aws_service", search.get("aws_service", "es"))),
+        ca_certs=given.get("es_ca_certs", search.get("ca_certs")),
+        verify_certs=bool(given.get("es_verify_certs", search.get("verify_certs", True))),
+    )
+    auth = _auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings)
+    settings = replace(settings, auth=auth)
+    if settings.aws_service not in AWS_SERVICES:
+        raise ConfigError(f"aws_service must be one of {', '.join(AWS_SERVICES)}")
+    if auth == "basic" and not (settings.username and settings.password):
+        raise ConfigError("basic auth needs --es-username and --es-password")
+    if auth == "api-key" and not settings.api_key:
+        raise ConfigError("api-key auth needs --es-api-key (or DDB2ES_ES_API_KEY)")
+    if not urlsplit(settings.url).scheme in ("http", "https"):
+        raise ConfigError(f"--es-url must start with http:// or https://: {settings.safe_url}")
+    return settings
+
+
+def _auth_mode(file_auth: Any, sigv4_flag: bool | None, settings: SearchSettings) -> str:
+    """The flag decides, then the file's `auth`, then what credentials were given."""
+    if sigv4_flag is True:
+        return "aws-sigv4"
+    if file_auth is not None and not (sigv4_flag is False and file_auth == "aws-sigv4"):
+        if file_auth not in AUTH_MODES:
+            raise ConfigError(f"auth must be one of {', '.join(AUTH_MODES)}, not {file_auth!r}")
+        return str(file_auth)
+    if settings.api_key:
+        return "api-key"
+    if settings.username or settings.password:
+        return "basic"
+    return "none"

@@ -1,0 +1,91 @@
+"""`ddb2es doctor`: can we reach both sides, what are they, and is anything wrong?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ddb2es_cli.clients import make_dynamodb_client, make_search_client
+from ddb2es_cli.config import Settings, redact
+from ddb2es_cli.errors import Ddb2esError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+
+
+def run_doctor(settings: Settings) -> DoctorReport:
+    """Every check runs even when an earlier one failed, so one run shows everything wrong."""
+    report = DoctorReport()
+    report.checks.extend(_dynamodb_checks(settings))
+    report.checks.extend(_search_checks(settings))
+    return report
+
+
+def _dynamodb_checks(settings: Settings) -> list[Check]:
+    where = settings.dynamodb.endpoint or f"AWS ({settings.dynamodb.region or 'default region'})"
+    try:
+        client = make_dynamodb_client(settings.dynamodb)
+        client.list_tables(Limit=1)
+    except (Ddb2esError, BotoCoreError, ClientError) as exc:
+        return [Check("dynamodb", False, f"{where}: {_one_line(exc)}")]
+    checks = [Check("dynamodb", True, f"{where} answers")]
+    for table in settings.tables:
+        try:
+            desc = client.describe_table(TableName=table.name)["Table"]
+        except ClientError as exc:
+            checks.append(Check(f"table {table.name}", False, _one_line(exc)))
+            continue
+        keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in desc["KeySchema"])
+        stream = desc.get("StreamSpecification", {}).get("StreamViewType", "no stream")
+        checks.append(
+            Check(
+                f"table {table.name}",
+                True,
+                f"keys {keys}; ~{desc.get('ItemCount', '?')} items; stream {stream}",
+            )
+        )
+    return checks
+
+
+def _search_checks(settings: Settings) -> list[Check]:
+    search = settings.search
+    auth = search.describe_auth()
+    try:
+        client, engine = make_search_client(search, settings.dynamodb.region, timeout=15)
+        health = client.cluster.health()
+    except Ddb2esError as exc:
+        return [Check("search", False, f"{search.safe_url} (auth {auth}): {exc}")]
+    except Exception as exc:  # a client library error we did not anticipate: still one line
+        detail = redact(_one_line(exc), search.secrets())
+        return [Check("search", False, f"{search.safe_url} (auth {auth}): {detail}")]
+    return [
+        Check(
+            "search",
+            True,
+            f"{search.safe_url}: {engine} via {engine.client_library}, auth {auth}, "
+            f"cluster status {health.get('status', '?')}",
+        )
+    ]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

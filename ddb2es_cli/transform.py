@@ -1,0 +1,264 @@
+"""DynamoDB item -> search document, `_id` and index name (SPEC section 1). Pure functions.
+
+Reindex, drift, repair and the stream handler all call `to_document`, so they can never disagree.
+Items arrive in DynamoDB's wire shape (`{"attr": {"S": "x"}}`), with binary values either as
+`bytes` (boto3 client responses) or as base64 text (stream events, raw wire JSON); both shapes give
+byte-identical documents. The document is produced as JSON text directly: numbers keep the exact
+digits DynamoDB returned, which no float-based JSON path can promise.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+# Exposed by the stdlib's C accelerator; the fastest exact way to quote a JSON string.
+from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
+
+Item = Mapping[str, Mapping[str, Any]]
+
+MAX_ID_BYTES = 512
+KEY_FIELD = "_ddb2es_key"
+SHA_ID_PREFIX = "sha256:"
+DEFAULT_OVERLAP_MS = 300_000
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
+_BAD_INDEX_CHARS = frozenset('\\/*?"<>|,# :')
+_BAD_INDEX_START = ("-", "_", "+")
+MAX_INDEX_BYTES = 255
+
+
+class TransformError(ValueError):
+    """An item that cannot become a document; `reason` is the failures-file reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What the transform needs to know about a table: its keys and how types map to indices."""
+
+    hash_key: str
+    range_key: str | None = None
+    type_attribute: str = "TYPE"
+    default_type: str = "default"
+    index_prefix: str = ""
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return (self.hash_key,) if self.range_key is None else (self.hash_key, self.range_key)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One item as the search side sees it. `source` is the exact JSON text of `_source`."""
+
+    index: str
+    id: str
+    source: str
+    key_json: str
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def canonical_number(text: str) -> str:
+    """The one spelling of a DynamoDB number used in ids: plain digits, no exponent, no `-0`."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise TransformError("invalid_number", repr(text)) from exc
+    if not value.is_finite():
+        raise TransformError("invalid_number", repr(text))
+    if value.is_zero():
+        return "0"
+    plain = format(value.normalize(), "f")
+    return plain
+
+
+def json_number(text: str) -> str:
+    """The digits DynamoDB returned when they already are a JSON number, else the canonical form."""
+    if _JSON_NUMBER.match(text):
+        return text
+    return canonical_number(text)
+
+
+def _number_sort_key(text: str) -> Decimal:
+    return Decimal(text)
+
+
+# --- binary --------------------------------------------------------------------------------
+
+
+def _b64(value: bytes | bytearray | memoryview | str) -> str:
+    """Binary as base64 text; stream events already carry base64, which is normalised too."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise TransformError("invalid_binary", "binary value is not base64") from exc
+        return base64.b64encode(raw).decode("ascii")
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
+# --- attribute values -> JSON text -------------------------------------------------------
+
+
+def encode_value(value: Mapping[str, Any], *, canonical: bool = False) -> str:
+    """One DynamoDB attribute value as compact JSON text (canonical numbers for ids)."""
+    if len(value) != 1:
+        raise TransformError("invalid_attribute", f"expected one type tag, got {sorted(value)}")
+    ((tag, payload),) = value.items()
+    if tag == "S":
+        return str(_quote(payload))
+    if tag == "N":
+        return canonical_number(payload) if canonical else json_number(payload)
+    if tag == "BOOL":
+        return "true" if payload else "false"
+    if tag == "NULL":
+        return "null"
+    if tag == "B":
+        return '"' + _b64(payload) + '"'
+    if tag == "M":
+        return _encode_map(payload, canonical)
+    if tag == "L":
+        return "[" + ",".join(encode_value(v, canonical=canonical) for v in payload) + "]"
+    if tag == "SS":
+        return "[" + ",".join(_quote(s) for s in sorted(payload)) + "]"
+    if tag == "NS":
+        numbers = sorted(payload, key=_number_sort_key)
+        spell = canonical_number if canonical else json_number
+        return "[" + ",".join(spell(n) for n in numbers) + "]"
+    if tag == "BS":
+        return "[" + ",".join('"' + b + '"' for b in sorted(_b64(v) for v in payload)) + "]"
+    raise TransformError("invalid_attribute", f"unknown DynamoDB type {tag!r}")
+
+
+def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) -> str:
+    """Names sorted: scan responses and stream events list attributes in different orders."""
+    return (
+        "{"
+        + ",".join(
+            _quote(name) + ":" + encode_value(value, canonical=canonical)
+            for name, value in sorted(attributes.items())
+        )
+        + "}"
+    )
+
+
+def to_python(value: Mapping[str, Any]) -> Any:
+    """One attribute value as plain Python (numbers as Decimal): for comparisons, never for ids."""
+    return json.loads(encode_value(value), parse_float=Decimal, parse_int=Decimal)
+
+
+# --- keys, ids, index names ----------------------------------------------------------------
+
+
+def key_json(item: Item, key_names: Iterable[str]) -> str:
+    """Compact JSON of the key attributes, names sorted, numbers canonical (SPEC `_id`).
+
+    Spelled exactly as `json.dumps(key, separators=(",", ":"), sort_keys=True)` would.
+    """
+    parts = []
+    for name in sorted(key_names):
+        value = item.get(name)
+        if value is None:
+            raise TransformError("missing_key", f"key attribute {name!r} is missing")
+        parts.append(json.dumps(name) + ":" + _key_value(value))
+    return "{" + ",".join(parts) + "}"
+
+
+def _key_value(value: Mapping[str, Any]) -> str:
+    """Key attributes are scalars: S, N or B (DynamoDB allows nothing else in a key)."""
+    if "S" in value:
+        return json.dumps(value["S"])
+    if "N" in value:
+        return canonical_number(value["N"])
+    if "B" in value:
+        return '"' + _b64(value["B"]) + '"'
+    raise TransformError("invalid_key", f"key attribute of type {sorted(value)} is not S, N or B")
+
+
+def document_id(key_text: str) -> str:
+    """The key JSON itself, or `sha256:<hex>` when it would exceed the engines' 512-byte limit."""
+    if len(key_text.encode("utf-8")) <= MAX_ID_BYTES:
+        return key_text
+    return SHA_ID_PREFIX + hashlib.sha256(key_text.encode("utf-8")).hexdigest()
+
+
+def invalid_index_reason(name: str) -> str | None:
+    """Why `name` cannot be an index name, or None when it can."""
+    if not name:
+        return "empty"
+    if name in (".", ".."):
+        return "is '.' or '..'"
+    if name.startswith(_BAD_INDEX_START):
+        return f"starts with {name[0]!r}"
+    bad = sorted(set(name) & _BAD_INDEX_CHARS)
+    if bad:
+        return f"contains {''.join(bad)!r}"
+    if len(name.encode("utf-8")) > MAX_INDEX_BYTES:
+        return f"longer than {MAX_INDEX_BYTES} bytes"
+    return None
+
+
+def type_of(item: Item, shape: TableShape) -> str:
+    """The item's type: the type attribute when it is a string, else the default type."""
+    value = item.get(shape.type_attribute)
+    if value is not None and "S" in value:
+        return str(value["S"])
+    return shape.default_type
+
+
+def index_name(item: Item, shape: TableShape) -> str:
+    """The lower-cased type with the prefix; raises TransformError for invalid names."""
+    name = (shape.index_prefix + type_of(item, shape)).lower()
+    reason = invalid_index_reason(name)
+    if reason is not None:
+        raise TransformError("invalid_index_name", f"index name {name!r} {reason}")
+    return name
+
+
+def to_document(item: Item, shape: TableShape) -> Document:
+    """The document, its `_id` and its index for one item (the single shared transform)."""
+    key_text = key_json(item, shape.key_names)
+    doc_id = document_id(key_text)
+    index = index_name(item, shape)
+    source = _encode_map(item, canonical=False)
+    if doc_id != key_text:
+        extra = _quote(KEY_FIELD) + ":" + _quote(key_text)
+        source = "{" + extra + ("," + source[1:] if len(source) > 2 else "}")
+    return Document(index=index, id=doc_id, source=source, key_json=key_text)
+
+
+def key_from_id(doc_id: str, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The key attributes (document form) back from an `_id`, or from `_ddb2es_key` for hashes."""
+    text = doc_id
+    if doc_id.startswith(SHA_ID_PREFIX):
+        if not source or KEY_FIELD not in source:
+            raise TransformError("unknown_key", f"{doc_id} has no {KEY_FIELD} field")
+        text = str(source[KEY_FIELD])
+    key: dict[str, Any] = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    return key
+
+
+# --- versions (SPEC section 1) --------------------------------------------------------------
+
+
+def scan_version(read_started_ms: int, overlap_ms: int = DEFAULT_OVERLAP_MS) -> int:
+    """Version for a write that comes from a snapshot read (scan page, GetItem)."""
+    return (read_started_ms - overlap_ms) * 1000
+
+
+def stream_version(approximate_creation_seconds: float) -> int:
+    """Version for a write that comes from a stream record."""
+    return int(Decimal(str(approximate_creation_seconds)) * 1_000_000)
