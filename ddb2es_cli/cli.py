@@ -24,8 +24,7 @@ from ddb2es_cli.errors import Ddb2esError, ExitStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("ddb2es")
-NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore",
-                 "boto3")
+NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore", "boto3")
 
 
 @dataclass
@@ -55,7 +54,8 @@ def output_options(func: F) -> F:
 
 
 def _app(ctx: click.Context, json_output: bool = False, quiet: bool = False) -> AppContext:
-    app: AppContext = ctx.find_object(AppContext)
+    app = ctx.find_object(AppContext)
+    assert app is not None, "the cli group sets the context object"
     app.json_output = app.json_output or json_output
     app.quiet = app.quiet or quiet
     if app.quiet:
@@ -85,32 +85,61 @@ class Ddb2esGroup(click.Group):
             ctx.exit(ExitStatus.INTERRUPTED)
 
 
-@click.group(cls=Ddb2esGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=Ddb2esGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="ddb2es")
-@click.option("--config", "config_path", envvar="DDB2ES_CONFIG", type=click.Path(path_type=Path),
-              help="Config file (default: ./ddb2es.toml when present).")
-@click.option("--dynamodb-endpoint", envvar="DDB2ES_DYNAMODB_ENDPOINT",
-              help="DynamoDB endpoint URL (empty: AWS).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="DDB2ES_CONFIG",
+    type=click.Path(path_type=Path),
+    help="Config file (default: ./ddb2es.toml when present).",
+)
+@click.option(
+    "--dynamodb-endpoint",
+    envvar="DDB2ES_DYNAMODB_ENDPOINT",
+    help="DynamoDB endpoint URL (empty: AWS).",
+)
 @click.option("--region", envvar=["AWS_REGION", "AWS_DEFAULT_REGION"], help="AWS region.")
 @click.option("--profile", envvar="AWS_PROFILE", help="AWS profile.")
 @click.option("--es-url", envvar="DDB2ES_ES_URL", help="Elasticsearch/OpenSearch URL.")
 @click.option("--es-username", envvar="DDB2ES_ES_USERNAME", help="Basic auth user.")
 @click.option("--es-password", envvar="DDB2ES_ES_PASSWORD", help="Basic auth password.")
 @click.option("--es-api-key", envvar="DDB2ES_ES_API_KEY", help="API key (encoded, or id:key).")
-@click.option("--es-aws-sigv4/--no-es-aws-sigv4", default=None,
-              help="Sign requests with AWS SigV4 (managed domains).")
-@click.option("--es-aws-service", type=click.Choice(["es", "aoss"]), default=None,
-              help="SigV4 service: es (domains) or aoss (Serverless).")
-@click.option("--es-ca-certs", type=click.Path(exists=True, dir_okay=False),
-              help="CA bundle for TLS.")
-@click.option("--es-verify-certs/--no-es-verify-certs", default=None,
-              help="Verify TLS certificates (default: on).")
+@click.option(
+    "--es-aws-sigv4/--no-es-aws-sigv4",
+    default=None,
+    help="Sign requests with AWS SigV4 (managed domains).",
+)
+@click.option(
+    "--es-aws-service",
+    type=click.Choice(["es", "aoss"]),
+    default=None,
+    help="SigV4 service: es (domains) or aoss (Serverless).",
+)
+@click.option(
+    "--es-ca-certs", type=click.Path(exists=True, dir_okay=False), help="CA bundle for TLS."
+)
+@click.option(
+    "--es-verify-certs/--no-es-verify-certs",
+    default=None,
+    help="Verify TLS certificates (default: on).",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--quiet", is_flag=True, help="No progress bars or logs.")
 @click.option("--verbose", is_flag=True, help="Debug logs, including every HTTP request.")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, json_output: bool, quiet: bool,
-        verbose: bool, **overrides: Any) -> None:
+def cli(
+    ctx: click.Context,
+    /,
+    config_path: Path | None,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+    **overrides: Any,
+) -> None:
     """Keep Elasticsearch/OpenSearch indices true to the DynamoDB tables they are built from.
 
     \b
@@ -144,7 +173,9 @@ def local() -> None:
 
 
 state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Where pid and log files go (default: ./.ddb2es-local or $DDB2ES_STATE_DIR).",
 )
 
@@ -152,13 +183,24 @@ state_dir_option = click.option(
 @local.command("up")
 @click.option("--dynamodb-port", default=8000, show_default=True, help="DynamoDB Local port.")
 @click.option("--es-port", default=9200, show_default=True, help="Search server port.")
-@click.option("--db-path", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep DynamoDB data in this folder (-sharedDb) instead of in memory.")
+@click.option(
+    "--db-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep DynamoDB data in this folder (-sharedDb) instead of in memory.",
+)
 @state_dir_option
 @output_options
 @click.pass_context
-def local_up(ctx: click.Context, dynamodb_port: int, es_port: int, db_path: Path | None,
-             state_dir: Path | None, json_output: bool, quiet: bool) -> None:
+def local_up(
+    ctx: click.Context,
+    dynamodb_port: int,
+    es_port: int,
+    db_path: Path | None,
+    state_dir: Path | None,
+    json_output: bool,
+    quiet: bool,
+) -> None:
     """Start DynamoDB Local and the search server (reuses them when already running).
 
     \b
@@ -168,13 +210,17 @@ def local_up(ctx: click.Context, dynamodb_port: int, es_port: int, db_path: Path
     from ddb2es_cli import local as local_stack
 
     app = _app(ctx, json_output, quiet)
-    stack = local_stack.up(state_dir, dynamodb_port=dynamodb_port, es_port=es_port,
-                           db_path=db_path)
+    stack = local_stack.up(state_dir, dynamodb_port=dynamodb_port, es_port=es_port, db_path=db_path)
     data = {"dynamodb_endpoint": stack.dynamodb_endpoint, "es_url": stack.es_url}
-    emit(app, data, lambda c: c.print(
-        f"DynamoDB Local: {stack.dynamodb_endpoint}\nsearch server:  {stack.es_url}\n"
-        f"export DDB2ES_DYNAMODB_ENDPOINT={stack.dynamodb_endpoint} "
-        f"DDB2ES_ES_URL={stack.es_url}"))
+    emit(
+        app,
+        data,
+        lambda c: c.print(
+            f"DynamoDB Local: {stack.dynamodb_endpoint}\nsearch server:  {stack.es_url}\n"
+            f"export DDB2ES_DYNAMODB_ENDPOINT={stack.dynamodb_endpoint} "
+            f"DDB2ES_ES_URL={stack.es_url}"
+        ),
+    )
 
 
 @local.command("down")
@@ -192,16 +238,20 @@ def local_down(ctx: click.Context, state_dir: Path | None, json_output: bool, qu
 
     app = _app(ctx, json_output, quiet)
     stopped = local_stack.down(state_dir)
-    emit(app, {"stopped": stopped},
-         lambda c: c.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running"))
+    emit(
+        app,
+        {"stopped": stopped},
+        lambda c: c.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running"),
+    )
 
 
 @local.command("status")
 @state_dir_option
 @output_options
 @click.pass_context
-def local_status(ctx: click.Context, state_dir: Path | None, json_output: bool,
-                 quiet: bool) -> None:
+def local_status(
+    ctx: click.Context, state_dir: Path | None, json_output: bool, quiet: bool
+) -> None:
     """Show whether the local servers run.
 
     \b
@@ -216,8 +266,12 @@ def local_status(ctx: click.Context, state_dir: Path | None, json_output: bool,
     def render(console: Console) -> None:
         table = Table("server", "running", "pid", "url")
         for name, info in status.items():
-            table.add_row(name, str(info.get("running")), str(info.get("pid") or ""),
-                          str(info.get("url") or ""))
+            table.add_row(
+                name,
+                str(info.get("running")),
+                str(info.get("pid") or ""),
+                str(info.get("url") or ""),
+            )
         console.print(table)
 
     emit(app, status, render)
@@ -232,8 +286,15 @@ def local_status(ctx: click.Context, state_dir: Path | None, json_output: bool,
 @click.option("--item-bytes", default=0, help="Pad items to about this size (benchmarks).")
 @output_options
 @click.pass_context
-def local_seed(ctx: click.Context, items: int, prefix: str, random_seed: int, item_bytes: int,
-               json_output: bool, quiet: bool) -> None:
+def local_seed(
+    ctx: click.Context,
+    items: int,
+    prefix: str,
+    random_seed: int,
+    item_bytes: int,
+    json_output: bool,
+    quiet: bool,
+) -> None:
     """Create sample tables (every attribute type, several TYPEs) in DynamoDB.
 
     Drops and recreates the tables named <prefix>orders, <prefix>events, <prefix>customers.
@@ -247,8 +308,10 @@ def local_seed(ctx: click.Context, items: int, prefix: str, random_seed: int, it
 
     app = _app(ctx, json_output, quiet)
     if not app.settings.dynamodb.endpoint:
-        raise click.UsageError("local seed only writes to a local endpoint: "
-                               "pass --dynamodb-endpoint (never to AWS by accident)")
+        raise click.UsageError(
+            "local seed only writes to a local endpoint: "
+            "pass --dynamodb-endpoint (never to AWS by accident)"
+        )
     client = make_dynamodb_client(app.settings.dynamodb)
     tables = seed(client, items=items, prefix=prefix, seed=random_seed, item_bytes=item_bytes)
     data = [t.__dict__ for t in tables]
@@ -285,13 +348,238 @@ def doctor(ctx: click.Context, json_output: bool, quiet: bool) -> None:
     def render(console: Console) -> None:
         table = Table("check", "", "detail")
         for check in report.checks:
-            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]",
-                          check.detail)
+            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
         console.print(table)
 
     emit(app, report.as_dict(), render)
     if not report.ok:
         sys.exit(ExitStatus.ERROR)
+
+
+# --- reindex ------------------------------------------------------------------------------------
+
+
+def _clients(app: AppContext) -> tuple[Any, Any]:
+    from ddb2es_cli.clients import make_dynamodb_client, make_search_client
+
+    ddb = make_dynamodb_client(app.settings.dynamodb)
+    es, _engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    return ddb, es
+
+
+class _Bars:
+    """One tqdm bar per table on stderr; none when stderr is not a terminal or with --quiet."""
+
+    def __init__(self, totals: dict[str, int], enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bars = (
+            {
+                name: tqdm(
+                    total=total or None,
+                    desc=name,
+                    unit=" items",
+                    unit_scale=True,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    leave=True,
+                )
+                for name, total in totals.items()
+            }
+            if enabled
+            else {}
+        )
+
+    def update(self, table: str, items: int) -> None:
+        bar = self.bars.get(table)
+        if bar is not None:
+            bar.update(items)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+@cli.command()
+@click.argument("tables", nargs=-1)
+@click.option("--all", "all_tables", is_flag=True, help="Every table in the config file.")
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel scan segments (default: 4 per core, at least 4).",
+)
+@click.option(
+    "--bulk-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Concurrent bulk requests.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Documents per bulk request.",
+)
+@click.option(
+    "--max-chunk-bytes",
+    type=click.IntRange(min=1024),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Bytes per bulk request (managed domains cap it).",
+)
+@click.option(
+    "--max-rcu",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Cap read capacity consumed per second.",
+)
+@click.option(
+    "--bulk-load-settings/--no-bulk-load-settings",
+    default=None,
+    help="refresh_interval=-1 and 0 replicas during the load, restored after "
+    "(default: only for indices this run creates).",
+)
+@click.option(
+    "--failures",
+    "failures_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("ddb2es-failures.ndjson"),
+    show_default=True,
+    help="NDJSON file for documents that failed.",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint file (default: .ddb2es/reindex-<tables>.json).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
+@click.option(
+    "--page-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Items per Scan page (default: DynamoDB's 1 MB pages).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
+@output_options
+@click.pass_context
+def reindex(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    all_tables: bool,
+    segments: int | None,
+    bulk_workers: int,
+    chunk_size: int,
+    max_chunk_bytes: int,
+    max_rcu: float | None,
+    bulk_load_settings: bool | None,
+    failures_path: Path,
+    state_file: Path | None,
+    resume: bool,
+    page_size: int | None,
+    dry_run: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Rebuild the documents of tables into the live indices (upsert; deletes nothing).
+
+    Exit 4 when some documents failed (see the failures file), 130 when interrupted
+    (rerun with --resume).
+
+    \b
+    Example:
+      ddb2es reindex orders-service --segments 16 --max-rcu 500
+      ddb2es --config ddb2es.toml reindex --all --resume
+    """
+    from ddb2es_cli.clients import make_dynamodb_client
+    from ddb2es_cli.reindex import (
+        ReindexOptions,
+        default_segments,
+        plan_reindex,
+        run_reindex,
+    )
+    from ddb2es_cli.sink import BulkOptions
+
+    app = _app(ctx, json_output, quiet)
+    selected = app.settings.select_tables(tables, all_tables)
+    options = ReindexOptions(
+        segments=segments or default_segments(),
+        bulk=BulkOptions(
+            chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, workers=bulk_workers
+        ),
+        max_rcu=max_rcu,
+        bulk_load_settings=bulk_load_settings,
+        failures_path=failures_path,
+        state_path=state_file,
+        resume=resume,
+        page_limit=page_size,
+    )
+    if dry_run:
+        plans = plan_reindex(make_dynamodb_client(app.settings.dynamodb), selected)
+        plan_data = {"dry_run": True, "tables": [p.as_dict(options.segments) for p in plans]}
+
+        def render_plan(console: Console) -> None:
+            for p in plans:
+                d = p.as_dict(options.segments)
+                console.print(
+                    f"Would scan {d['table']} (keys {d['hash_key']}"
+                    f"{', ' + d['range_key'] if d['range_key'] else ''}; "
+                    f"~{d['estimated_items']} items) in {d['segments']} segments "
+                    f"into indices named by {d['type_attribute']!r} with prefix "
+                    f"{d['index_prefix']!r} (missing type: {d['default_index']})"
+                )
+
+        emit(app, plan_data, render_plan)
+        return
+    ddb, es = _clients(app)
+    estimates = {t.name: 0 for t in selected}
+    bars = _Bars(estimates, enabled=not app.quiet and sys.stderr.isatty())
+    try:
+        summary = run_reindex(ddb, es, app.settings, selected, options, bars.update)
+    except KeyboardInterrupt:
+        bars.close()
+        click.echo("Error: interrupted; progress is saved: rerun with --resume", err=True)
+        ctx.exit(ExitStatus.INTERRUPTED)
+    bars.close()
+    data: dict[str, Any] = summary.as_dict()
+
+    def render(console: Console) -> None:
+        table = Table(
+            "table",
+            "scanned",
+            "indexed",
+            "conflicts",
+            "failed",
+            "RCU",
+            "seconds",
+            "items/s",
+            title="reindex",
+        )
+        for t in data["tables"]:
+            table.add_row(
+                t["table"],
+                str(t["scanned"]),
+                str(t["indexed"]),
+                str(t["conflicts"]),
+                str(t["failed"]),
+                str(t["rcu"]),
+                str(t["duration_s"]),
+                str(t["items_per_s"]),
+            )
+        console.print(table)
+        per_index = Table("index", "indexed", "conflicts", "failed")
+        for name, s in data["indices"].items():
+            per_index.add_row(name, str(s["indexed"]), str(s["conflicts"]), str(s["failed"]))
+        console.print(per_index)
+        if summary.failures:
+            console.print(f"[red]{summary.failures} documents failed[/]: see {failures_path}")
+
+    emit(app, data, render)
+    if summary.failures:
+        ctx.exit(ExitStatus.PARTIAL)
 
 
 # --- entry point --------------------------------------------------------------------------------

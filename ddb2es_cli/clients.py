@@ -78,7 +78,8 @@ def make_dynamodb_client(
         connect_timeout=10,
         read_timeout=60,
     )
-    return session.client(
+    factory: Any = session  # boto3's stubs type `client` per literal service name
+    return factory.client(
         service, endpoint_url=settings.endpoint or None, region_name=region, config=config
     )
 
@@ -136,9 +137,9 @@ class _CompatTransport(Transport):
     def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:
         headers = kwargs.get("headers")
         if headers:
-            from elasticsearch import __versionstr__
+            from elasticsearch import __version__
 
-            ours = "compatible-with=" + __versionstr__.split(".")[0]
+            ours = f"compatible-with={__version__[0]}"
             theirs = f"compatible-with={self.server_major}"
             for name in ("accept", "content-type"):
                 value = headers.get(name)
@@ -199,13 +200,15 @@ def make_search_client(
 
 def helpers_for(client: Any) -> ModuleType:
     """The bulk helpers that belong to the client's library."""
-    if type(client).__module__.startswith("opensearchpy"):
-        from opensearchpy import helpers as os_helpers
+    from elasticsearch import Elasticsearch
 
-        return os_helpers
-    from elasticsearch import helpers as es_helpers
+    if isinstance(client, Elasticsearch):
+        from elasticsearch import helpers as es_helpers
 
-    return es_helpers
+        return es_helpers
+    from opensearchpy import helpers as os_helpers
+
+    return os_helpers
 
 
 def call_search(settings: SearchSettings, func: Any, *args: Any, **kwargs: Any) -> Any:

@@ -192,7 +192,9 @@ def _table(entry: Any, defaults: Mapping[str, str]) -> TableSettings:
     unknown = set(entry) - {"name", "type_attribute", "default_type", "index_prefix"}
     if unknown:
         raise ConfigError(f"[[tables]] {entry['name']!r}: unknown keys {sorted(unknown)}")
-    return TableSettings(name=str(entry["name"]), **{k: str(entry.get(k, v)) for k, v in defaults.items()})
+    return TableSettings(
+        name=str(entry["name"]), **{k: str(entry.get(k, v)) for k, v in defaults.items()}
+    )
 
 
 def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> SearchSettings:
@@ -213,7 +215,7 @@ def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> Sea
         raise ConfigError("basic auth needs --es-username and --es-password")
     if auth == "api-key" and not settings.api_key:
         raise ConfigError("api-key auth needs --es-api-key (or DDB2ES_ES_API_KEY)")
-    if not urlsplit(settings.url).scheme in ("http", "https"):
+    if urlsplit(settings.url).scheme not in ("http", "https"):
         raise ConfigError(f"--es-url must start with http:// or https://: {settings.safe_url}")
     return settings
 

@@ -16,10 +16,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 # Exposed by the stdlib's C accelerator; the fastest exact way to quote a JSON string.
-from json.encoder import encode_basestring as _quote  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _quote
+from typing import Any
 
 Item = Mapping[str, Mapping[str, Any]]
 

@@ -72,6 +72,15 @@ class Stack:
             index_prefix=self.prefix,
         )
 
+    def config_file(self, directory: Path, *tables: str) -> Path:
+        """A ddb2es.toml naming `tables`, with this test's index prefix."""
+        path = directory / "ddb2es.toml"
+        lines = ["[defaults]", f'index_prefix = "{self.prefix}"', ""]
+        for table in tables:
+            lines += ["[[tables]]", f'name = "{table}"', ""]
+        path.write_text("\n".join(lines))
+        return path
+
     def cli_env(self) -> dict[str, str]:
         return {
             "DDB2ES_DYNAMODB_ENDPOINT": self.dynamodb_url,
@@ -81,9 +90,15 @@ class Stack:
             "AWS_SECRET_ACCESS_KEY": "local",
         }
 
-    def create_table(self, name: str, hash_key: str = "pk", hash_type: str = "S",
-                     range_key: str | None = None, range_type: str = "N",
-                     stream: bool = False) -> str:
+    def create_table(
+        self,
+        name: str,
+        hash_key: str = "pk",
+        hash_type: str = "S",
+        range_key: str | None = None,
+        range_type: str = "N",
+        stream: bool = False,
+    ) -> str:
         keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
         attrs = [{"AttributeName": hash_key, "AttributeType": hash_type}]
         if range_key:
@@ -96,8 +111,13 @@ class Stack:
                 "StreamViewType": "NEW_AND_OLD_IMAGES",
             }
         full = self.table_name(name)
-        self.ddb.create_table(TableName=full, KeySchema=keys, AttributeDefinitions=attrs,
-                              BillingMode="PAY_PER_REQUEST", **extra)
+        self.ddb.create_table(
+            TableName=full,
+            KeySchema=keys,
+            AttributeDefinitions=attrs,
+            BillingMode="PAY_PER_REQUEST",
+            **extra,
+        )
         self.ddb.get_waiter("table_exists").wait(TableName=full)
         return full
 

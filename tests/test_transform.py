@@ -44,7 +44,7 @@ def base_item(**attrs: Any) -> dict[str, Any]:
 
 def test_every_type_has_its_exact_json_form() -> None:
     item = base_item(
-        s={"S": "héllo \"q\" \n"},
+        s={"S": 'héllo "q" \n'},
         n={"N": "-12.5"},
         b={"B": b"\x00\xff"},
         t={"BOOL": True},
@@ -59,7 +59,7 @@ def test_every_type_has_its_exact_json_form() -> None:
     assert doc(item) == {
         "pk": "a",
         "sk": 1,
-        "s": "héllo \"q\" \n",
+        "s": 'héllo "q" \n',
         "n": Decimal("-12.5"),
         "b": "AP8=",
         "t": True,
@@ -75,8 +75,14 @@ def test_every_type_has_its_exact_json_form() -> None:
 
 @pytest.mark.parametrize(
     "digits",
-    ["0.1", "12345678901234567890123456789012345678", "-0.000000000000000000000000000000000001",
-     "9.9999999999999999999999999999999999999E+125", "100", "1.5"],
+    [
+        "0.1",
+        "12345678901234567890123456789012345678",
+        "-0.000000000000000000000000000000000001",
+        "9.9999999999999999999999999999999999999E+125",
+        "100",
+        "1.5",
+    ],
 )
 def test_numbers_keep_their_exact_digits(digits: str) -> None:
     source = to_document(base_item(n={"N": digits}), SHAPE).source
@@ -94,7 +100,12 @@ def test_strings_shaped_like_timestamps_stay_strings() -> None:
 
 
 def test_number_set_sorts_numerically_not_by_text() -> None:
-    assert doc(base_item(ns={"NS": ["100", "20", "3.5", "-7"]}))["ns"] == [-7, Decimal("3.5"), 20, 100]
+    assert doc(base_item(ns={"NS": ["100", "20", "3.5", "-7"]}))["ns"] == [
+        -7,
+        Decimal("3.5"),
+        20,
+        100,
+    ]
 
 
 def test_unknown_type_tag_is_a_transform_error() -> None:
@@ -153,8 +164,13 @@ def test_missing_key_attribute() -> None:
 
 @pytest.mark.parametrize(
     ("type_value", "expected"),
-    [({"S": "Order"}, "order"), (None, "default"), ({"N": "5"}, "default"),
-     ({"NULL": True}, "default"), ({"S": "ÉVÉNEMENT"}, "événement")],
+    [
+        ({"S": "Order"}, "order"),
+        (None, "default"),
+        ({"N": "5"}, "default"),
+        ({"NULL": True}, "default"),
+        ({"S": "ÉVÉNEMENT"}, "événement"),
+    ],
 )
 def test_index_from_type(type_value: dict[str, Any] | None, expected: str) -> None:
     item = base_item() if type_value is None else base_item(TYPE=type_value)
@@ -167,8 +183,28 @@ def test_index_prefix_and_custom_type_attribute() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["a/b", "a b", "a*", "a?", 'a"', "a<", "a>", "a|", "a,b", "a#", "a\\b", "-a", "_a",
-            "+a", ".", "..", "", "x" * 256, "é" * 128],
+    "bad",
+    [
+        "a/b",
+        "a b",
+        "a*",
+        "a?",
+        'a"',
+        "a<",
+        "a>",
+        "a|",
+        "a,b",
+        "a#",
+        "a\\b",
+        "-a",
+        "_a",
+        "+a",
+        ".",
+        "..",
+        "",
+        "x" * 256,
+        "é" * 128,
+    ],
 )
 def test_invalid_index_names_are_reported_never_renamed(bad: str) -> None:
     with pytest.raises(TransformError) as info:
@@ -189,9 +225,13 @@ def test_versions_are_microseconds_with_the_snapshot_overlap() -> None:
 
 # Numbers as DynamoDB returns them: no exponent, no leading zeros, no trailing fractional zeros.
 integers = st.integers(min_value=-(2**63), max_value=2**63 - 1).map(str)
-decimals = st.decimals(min_value=Decimal("-1e20"), max_value=Decimal("1e20"), places=6,
-                       allow_nan=False, allow_infinity=False).map(
-    lambda d: canonical_number(str(d)))
+decimals = st.decimals(
+    min_value=Decimal("-1e20"),
+    max_value=Decimal("1e20"),
+    places=6,
+    allow_nan=False,
+    allow_infinity=False,
+).map(lambda d: canonical_number(str(d)))
 numbers = st.one_of(integers, decimals)
 names = st.text(min_size=1, max_size=8)
 scalar_values = st.one_of(
@@ -213,12 +253,19 @@ values = st.recursive(
     max_leaves=12,
 )
 items = st.fixed_dictionaries(
-    {"pk": st.one_of(st.text(min_size=1, max_size=30).map(lambda s: {"S": s}),
-                     st.binary(min_size=1, max_size=30).map(lambda b: {"B": b})),
-     "sk": numbers.map(lambda n: {"N": n})},
+    {
+        "pk": st.one_of(
+            st.text(min_size=1, max_size=30).map(lambda s: {"S": s}),
+            st.binary(min_size=1, max_size=30).map(lambda b: {"B": b}),
+        ),
+        "sk": numbers.map(lambda n: {"N": n}),
+    },
     optional={"TYPE": st.sampled_from(["Order", "event", "CUSTOMER"]).map(lambda s: {"S": s})},
-).flatmap(lambda keys: st.dictionaries(names.filter(lambda n: n not in keys), values,
-                                       max_size=6).map(lambda rest: {**rest, **keys}))
+).flatmap(
+    lambda keys: st.dictionaries(names.filter(lambda n: n not in keys), values, max_size=6).map(
+        lambda rest: {**rest, **keys}
+    )
+)
 
 
 def as_stream_shape(value: Any) -> Any:
@@ -236,7 +283,9 @@ def as_stream_shape(value: Any) -> Any:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(items, st.randoms())
-def test_both_item_shapes_give_identical_documents(item: dict[str, Any], rnd: random.Random) -> None:
+def test_both_item_shapes_give_identical_documents(
+    item: dict[str, Any], rnd: random.Random
+) -> None:
     stream_item = as_stream_shape(item)
     shuffled = list(stream_item.items())
     rnd.shuffle(shuffled)  # stream events list attributes in another order
@@ -251,13 +300,19 @@ def test_document_is_json_and_round_trips_every_value(item: dict[str, Any]) -> N
     assert set(parsed) == set(item) | ({KEY_FIELD} if d.id.startswith("sha256:") else set())
     for name, value in item.items():
         assert parsed[name] == to_python(value)
-    assert key_from_id(d.id, parsed) == json.loads(d.key_json, parse_float=Decimal,
-                                                  parse_int=Decimal)
+    assert key_from_id(d.id, parsed) == json.loads(
+        d.key_json, parse_float=Decimal, parse_int=Decimal
+    )
 
 
 @settings(max_examples=100)
-@given(st.dictionaries(names, st.one_of(st.text(), st.integers(-(10**30), 10**30),
-                                        st.booleans(), st.none()), max_size=5))
+@given(
+    st.dictionaries(
+        names,
+        st.one_of(st.text(), st.integers(-(10**30), 10**30), st.booleans(), st.none()),
+        max_size=5,
+    )
+)
 def test_plain_python_items_via_boto3_serializer(plain: dict[str, Any]) -> None:
     """Items written through boto3's resource layer give the document of their plain values."""
     serializer = TypeSerializer()

@@ -1,0 +1,443 @@
+"""`reindex`: bulk(transform(scan())) for one or more tables, resumable, with bounded memory.
+
+Pages from the parallel scan arrive on this thread; each item becomes a versioned bulk action;
+a page's `LastEvaluatedKey` is checkpointed only once every document of the page (and of the
+pages before it in its segment) was acknowledged, so `--resume` never skips an item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
+from ddb2es_cli.config import Settings, TableSettings
+from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
+from ddb2es_cli.sink import (
+    BULK_LOAD_SETTINGS,
+    Action,
+    BulkOptions,
+    BulkWriter,
+    Failure,
+    FailureLog,
+    IndexStats,
+    apply_index_settings,
+    current_load_settings,
+    index_action,
+)
+from ddb2es_cli.source import (
+    CapacityLimiter,
+    Page,
+    SegmentTask,
+    TableInfo,
+    describe_table,
+    install_fast_decode,
+    key_for_state,
+    scan_pages,
+)
+from ddb2es_cli.transform import (
+    TableShape,
+    TransformError,
+    key_from_id,
+    key_json,
+    scan_version,
+    to_document,
+)
+
+log = logging.getLogger("ddb2es.reindex")
+
+
+def default_segments() -> int:
+    return max(4, 4 * (os.cpu_count() or 1))
+
+
+@dataclass
+class ReindexOptions:
+    segments: int = field(default_factory=default_segments)
+    bulk: BulkOptions = field(default_factory=BulkOptions)
+    max_rcu: float | None = None
+    bulk_load_settings: bool | None = None  # None: only for indices this run creates
+    failures_path: Path | None = Path("ddb2es-failures.ndjson")
+    state_path: Path | None = None  # default: .ddb2es/reindex-<tables>.json
+    resume: bool = False
+    page_limit: int | None = None
+    fast_decode: bool = True
+    refresh: bool = True
+
+
+@dataclass
+class TableSummary:
+    table: str
+    estimated_items: int
+    scanned: int = 0
+    indexed: int = 0
+    conflicts: int = 0
+    failed: int = 0
+    rcu: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def duration(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = self.scanned / self.duration if self.duration > 0 else 0.0
+        return {
+            "table": self.table,
+            "estimated_items": self.estimated_items,
+            "scanned": self.scanned,
+            "indexed": self.indexed,
+            "conflicts": self.conflicts,
+            "failed": self.failed,
+            "rcu": round(self.rcu, 1),
+            "duration_s": round(self.duration, 2),
+            "items_per_s": round(rate, 1),
+        }
+
+
+@dataclass
+class ReindexSummary:
+    tables: dict[str, TableSummary]
+    indices: dict[str, IndexStats]
+    failures: int
+    failures_path: str | None
+    failure_examples: list[Failure]
+    restored: list[str]
+    resumed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tables": [t.as_dict() for t in self.tables.values()],
+            "indices": {name: vars(s) for name, s in sorted(self.indices.items())},
+            "failures": self.failures,
+            "failures_path": self.failures_path if self.failures else None,
+            "restored_settings": self.restored,
+            "resumed": self.resumed,
+        }
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TablePlan:
+    settings: TableSettings
+    info: TableInfo
+    shape: TableShape
+
+    def as_dict(self, segments: int) -> dict[str, Any]:
+        return {
+            "table": self.info.name,
+            "hash_key": self.info.hash_key,
+            "range_key": self.info.range_key,
+            "estimated_items": self.info.item_count,
+            "segments": segments,
+            "type_attribute": self.shape.type_attribute,
+            "index_prefix": self.shape.index_prefix,
+            "default_index": (self.shape.index_prefix + self.shape.default_type).lower(),
+        }
+
+
+def plan_reindex(ddb: Any, tables: list[TableSettings]) -> list[TablePlan]:
+    """What a run would read; reads only table descriptions (the `--dry-run` output)."""
+    plans = []
+    for table in tables:
+        info = describe_table(ddb, table.name)
+        plans.append(TablePlan(table, info, table.shape(info.hash_key, info.range_key)))
+    return plans
+
+
+def state_path_for(tables: list[TableSettings], state_dir: Path = DEFAULT_STATE_DIR) -> Path:
+    names = ",".join(sorted(t.name for t in tables))
+    digest = hashlib.sha256(names.encode()).hexdigest()[:12]
+    return state_dir / f"reindex-{digest}.json"
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class _PageAck:
+    """A page waiting for its documents to be acknowledged."""
+
+    page: Page
+    remaining: int = 0
+    sealed: bool = False  # all of the page's actions were handed to the bulk helper
+
+
+class _Run:
+    """One reindex run's mutable state; everything happens on the caller's thread."""
+
+    def __init__(
+        self,
+        ddb: Any,
+        es: Any,
+        settings: Settings,
+        plans: list[TablePlan],
+        options: ReindexOptions,
+        progress: Progress | None,
+    ) -> None:
+        self.ddb, self.es, self.settings, self.options = ddb, es, settings, options
+        self.plans = {p.info.name: p for p in plans}
+        self.progress = progress or (lambda table, n: None)
+        self.summaries = {p.info.name: TableSummary(p.info.name, p.info.item_count) for p in plans}
+        self.indices: dict[str, IndexStats] = {}
+        self.failures = FailureLog(options.failures_path)
+        self.segment_queues: dict[tuple[str, int], deque[_PageAck]] = {}
+        self.known_indices: set[str] = set()
+        self.restored: list[str] = []
+        path = options.state_path or state_path_for([p.settings for p in plans])
+        self.state = self._open_state(path)
+
+    def _open_state(self, path: Path) -> RunState:
+        previous = RunState.load(path)
+        if previous and previous.pending_restore:
+            log.warning(
+                "a previous run died before restoring index settings; restoring %s",
+                ", ".join(sorted(previous.pending_restore)),
+            )
+            self._restore(previous)
+        if self.options.resume:
+            if previous is None or not previous.unfinished():
+                raise ConfigError(f"nothing to resume: no unfinished run in {path}")
+            if set(previous.tables) != set(self.plans):
+                raise ConfigError(
+                    f"--resume: {path} is a run of other tables "
+                    f"({', '.join(sorted(previous.tables))})"
+                )
+            return previous
+        if previous and previous.unfinished():
+            log.warning(
+                "an interrupted run left %s; starting over (use --resume to continue)", path
+            )
+        state = RunState(path)
+        for name in self.plans:
+            state.start_table(name, self.options.segments)
+        state.save()
+        return state
+
+    # -- tasks and actions --
+
+    def tasks(self) -> list[SegmentTask]:
+        tasks = []
+        for table, segments in self.state.tables.items():
+            total = self.state.total_segments[table]
+            for segment, seg_state in sorted(segments.items()):
+                if not seg_state.done:
+                    tasks.append(SegmentTask(table, segment, total, seg_state.key))
+        # Interleave tables so every table makes progress from the start.
+        return sorted(tasks, key=lambda t: (t.segment, t.table))
+
+    def actions(self, pages: Iterator[Page]) -> Iterator[tuple[Action, Any]]:
+        overlap = self.settings.version_overlap_ms
+        for page in pages:
+            plan = self.plans[page.table]
+            summary = self.summaries[page.table]
+            summary.scanned += len(page.items)
+            summary.rcu += page.consumed_rcu
+            ack = _PageAck(page)
+            self.segment_queues.setdefault((page.table, page.segment), deque()).append(ack)
+            version = scan_version(page.started_ms, overlap)
+            for item in page.items:
+                try:
+                    doc = to_document(item, plan.shape)
+                except TransformError as exc:
+                    self._fail(page.table, item, plan.shape, None, None, exc.reason, exc.detail)
+                    continue
+                self._ensure_index(doc.index)
+                ack.remaining += 1
+                yield index_action(doc, version), ack
+            ack.sealed = True
+            self.progress(page.table, len(page.items))
+            self._settle(page.table, page.segment)
+
+    # -- results --
+
+    def record(
+        self, result_tag: _PageAck | None, index: str, doc_id: str, status: int, error: str | None
+    ) -> None:
+        stats = self.indices.setdefault(index, IndexStats())
+        table = result_tag.page.table if result_tag else "?"
+        summary = self.summaries.get(table)
+        if error is None:
+            stats.indexed += 1
+            if summary:
+                summary.indexed += 1
+        elif status == 409:
+            stats.conflicts += 1
+            if summary:
+                summary.conflicts += 1
+        else:
+            stats.failed += 1
+            if summary:
+                summary.failed += 1
+            self.failures.write(Failure(table, _key_of(doc_id), index, doc_id, f"{status} {error}"))
+        if result_tag is not None:
+            result_tag.remaining -= 1
+            self._settle(table, result_tag.page.segment)
+
+    def _fail(
+        self,
+        table: str,
+        item: dict[str, Any],
+        shape: TableShape,
+        index: str | None,
+        doc_id: str | None,
+        reason: str,
+        detail: str,
+    ) -> None:
+        summary = self.summaries[table]
+        summary.failed += 1
+        self.failures.write(Failure(table, _item_key(item, shape), index, doc_id,
+                                    f"{reason}: {detail}"))
+
+    def _settle(self, table: str, segment: int) -> None:
+        """Checkpoint the segment up to its last page whose documents are all acknowledged."""
+        waiting = self.segment_queues.get((table, segment))
+        last: _PageAck | None = None
+        while waiting and waiting[0].sealed and waiting[0].remaining == 0:
+            last = waiting.popleft()
+        if last is not None:
+            self.state.checkpoint(table, segment, last.page.last_key)
+
+    # -- index settings --
+
+    def _ensure_index(self, index: str) -> None:
+        if index in self.known_indices:
+            return
+        self.known_indices.add(index)
+        created = False
+        if not self.es.indices.exists(index=index):
+            try:
+                self.es.indices.create(index=index)
+                created = True
+            except Exception as exc:  # created meanwhile by a stream writer, or rejected
+                if "already_exists" not in str(exc) and "resource_already" not in str(exc):
+                    log.warning("could not create index %s: %s", index, exc)
+        tune = self.options.bulk_load_settings
+        if tune is True or (tune is None and created):
+            try:
+                previous = current_load_settings(self.es, index)
+                self.state.pending_restore[index] = previous
+                self.state.save()
+                apply_index_settings(self.es, index, BULK_LOAD_SETTINGS)
+            except Exception as exc:
+                log.warning("could not apply bulk-load settings to %s: %s", index, exc)
+                self.state.pending_restore.pop(index, None)
+
+    def _restore(self, state: RunState) -> None:
+        for index, values in list(state.pending_restore.items()):
+            try:
+                if self.es.indices.exists(index=index):
+                    apply_index_settings(self.es, index, values)
+                    self.restored.append(index)
+                state.pending_restore.pop(index)
+            except Exception as exc:
+                log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
+        state.save()
+
+    def finish(self) -> None:
+        """Put index settings back and make the documents visible; runs after errors too."""
+        self._restore(self.state)
+        if self.options.refresh and self.known_indices:
+            try:
+                self.es.indices.refresh(index=",".join(sorted(self.known_indices)))
+            except Exception as exc:
+                log.warning("final refresh failed: %s", exc)
+        self.failures.close()
+
+
+def _key_of(doc_id: str) -> Any:
+    """The key in document form, as every failures-file line carries it."""
+    try:
+        return key_from_id(doc_id)
+    except (TransformError, ValueError):
+        return doc_id  # a sha256 id: the key is in the document's _ddb2es_key
+
+
+def _item_key(item: dict[str, Any], shape: TableShape) -> Any:
+    try:
+        return json.loads(key_json(item, shape.key_names))
+    except TransformError:
+        return key_for_state({k: v for k, v in item.items() if k in shape.key_names})
+
+
+def run_reindex(
+    ddb: Any,
+    es: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    options: ReindexOptions,
+    progress: Progress | None = None,
+) -> ReindexSummary:
+    """Rebuild the documents of `tables` into the live indices (upsert; deletes nothing)."""
+    if options.segments < 1:
+        raise ConfigError("--segments must be at least 1")
+    plans = plan_reindex(ddb, tables)
+    if options.fast_decode:
+        install_fast_decode(ddb)
+    run = _Run(ddb, es, settings, plans, options, progress)
+    writer = BulkWriter(es, options.bulk)
+    limiter = CapacityLimiter(options.max_rcu)
+    completed = False
+    try:
+        pages = scan_pages(
+            ddb,
+            run.tasks(),
+            workers=options.segments,
+            limiter=limiter,
+            page_limit=options.page_limit,
+        )
+        for result in writer.write(run.actions(pages)):
+            run.record(result.tag, result.index, result.id, result.status, result.error)
+        completed = True
+    except Ddb2esError:
+        raise
+    except Exception as exc:
+        raise _as_run_error(exc, settings) from exc
+    finally:
+        for summary in run.summaries.values():
+            summary.finished = time.monotonic()
+        run.state.save()
+        run.finish()
+        if completed:
+            run.state.remove()
+    return ReindexSummary(
+        run.summaries,
+        run.indices,
+        run.failures.count,
+        str(options.failures_path) if options.failures_path else None,
+        run.failures.examples,
+        run.restored,
+        options.resume,
+    )
+
+
+def _as_run_error(exc: Exception, settings: Settings) -> Ddb2esError:
+    """Connection loss and auth errors stop the run with one clear line (state is saved)."""
+    from ddb2es_cli.clients import call_search
+
+    def reraise() -> None:
+        raise exc
+
+    try:
+        call_search(settings.search, reraise)
+    except Ddb2esError as known:
+        return ConnectionFailed(f"{known}; progress is saved: rerun with --resume")
+    except Exception:
+        pass
+    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return Ddb2esError(
+        f"reindex stopped: {type(exc).__name__}: {text}; progress is saved: rerun with --resume"
+    )

@@ -1,0 +1,310 @@
+"""DynamoDB side: key schemas, and the parallel-segment scan that feeds reindex.
+
+Threads only make `Scan` calls; pages come out on the caller's thread through a bounded queue, so
+transform, bulk and progress need no locks and memory stays flat whatever the table size.
+
+Fast decode: botocore's response parser costs far more CPU per item than the JSON decode of the
+same bytes. A `before-parse` hook decodes successful Scan responses with the C JSON decoder and
+hands botocore an empty body; botocore keeps doing credentials, signing, endpoints, retries and
+error parsing. Items then arrive in the stream-event shape (binary as base64 text), which the
+transform treats exactly like the boto3 shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ddb2es_cli.errors import Ddb2esError
+
+Key = dict[str, dict[str, Any]]
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+_FAST_DECODE_KEYS = ("Items", "LastEvaluatedKey", "Count", "ScannedCount", "ConsumedCapacity")
+
+
+class TableNotFound(Ddb2esError):
+    pass
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    hash_key: str
+    range_key: str | None
+    item_count: int
+    size_bytes: int
+    stream_arn: str | None = None
+
+
+def describe_table(client: Any, name: str) -> TableInfo:
+    try:
+        table = client.describe_table(TableName=name)["Table"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise TableNotFound(f"table {name!r} does not exist") from None
+        raise
+    keys = {k["KeyType"]: k["AttributeName"] for k in table["KeySchema"]}
+    return TableInfo(
+        name=name,
+        hash_key=keys["HASH"],
+        range_key=keys.get("RANGE"),
+        item_count=int(table.get("ItemCount", 0)),
+        size_bytes=int(table.get("TableSizeBytes", 0)),
+        stream_arn=table.get("LatestStreamArn"),
+    )
+
+
+# --- fast decode -------------------------------------------------------------------------------
+
+
+def install_fast_decode(client: Any) -> None:
+    """Decode successful Scan responses ourselves (see the module docstring)."""
+
+    def before_parse(
+        response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    ) -> None:
+        if response_dict.get("status_code") != 200:
+            return
+        data = json.loads(response_dict["body"])
+        for name in _FAST_DECODE_KEYS:
+            if name in data:
+                customized_response_dict[name] = data[name]
+        response_dict["body"] = b"{}"
+
+    client.meta.events.register("before-parse.dynamodb.Scan", before_parse)
+
+
+def key_for_request(key: Mapping[str, Mapping[str, Any]]) -> Key:
+    """A key from a fast-decoded page (binary as base64 text) as botocore wants it (bytes)."""
+    out: Key = {}
+    for name, value in key.items():
+        if "B" in value and isinstance(value["B"], str):
+            out[name] = {"B": base64.b64decode(value["B"])}
+        else:
+            out[name] = dict(value)
+    return out
+
+
+def key_for_state(key: Mapping[str, Mapping[str, Any]]) -> Key:
+    """A key as JSON can store it (binary as base64 text), whichever shape it came in."""
+    out: Key = {}
+    for name, value in key.items():
+        if "B" in value and not isinstance(value["B"], str):
+            out[name] = {"B": base64.b64encode(bytes(value["B"])).decode("ascii")}
+        else:
+            out[name] = dict(value)
+    return out
+
+
+# --- rate limit ----------------------------------------------------------------------------------
+
+
+class CapacityLimiter:
+    """Caps consumed read capacity per second across all scan threads (`--max-rcu`).
+
+    A token bucket that may go into debt: the cost of a page is known only after it is read, so
+    each thread pays afterwards and the next request waits until the debt is paid off.
+    """
+
+    def __init__(self, per_second: float | None) -> None:
+        self.per_second = per_second
+        self._lock = threading.Lock()
+        self._available = per_second or 0.0
+        self._stamp = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.per_second:
+            return
+        while True:
+            with self._lock:
+                self._refill()
+                if self._available > 0:
+                    return
+                delay = -self._available / self.per_second + 0.01
+            time.sleep(min(delay, 1.0))
+
+    def consume(self, units: float) -> None:
+        if not self.per_second:
+            return
+        with self._lock:
+            self._refill()
+            self._available -= units
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        assert self.per_second
+        self._available = min(
+            self.per_second, self._available + (now - self._stamp) * self.per_second
+        )
+        self._stamp = now
+
+
+# --- parallel scan -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    table: str
+    segment: int
+    total_segments: int
+    start_key: Key | None = None  # resume from here (JSON shape)
+
+
+@dataclass
+class Page:
+    """One Scan response. `last_key` is None on a segment's final page."""
+
+    table: str
+    segment: int
+    items: list[dict[str, Any]]
+    last_key: Key | None
+    started_ms: int
+    consumed_rcu: float
+    scanned: int = 0
+    done: bool = field(default=False)
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+def scan_pages(
+    client: Any,
+    tasks: Sequence[SegmentTask],
+    *,
+    workers: int,
+    page_limit: int | None = None,
+    limiter: CapacityLimiter | None = None,
+    projection: str | None = None,
+    expression_names: Mapping[str, str] | None = None,
+    max_backoff: float = 20.0,
+    queue_size: int | None = None,
+) -> Iterator[Page]:
+    """Every page of every task, as they come; `workers` threads share all tasks.
+
+    Throttling errors that outlast botocore's own retries are retried here with exponential
+    backoff and full jitter, resending only the failed page request. Any other error stops the
+    scan and is raised on the caller's thread. Closing the iterator stops the threads.
+    """
+    out: queue.Queue[Page | _Failure | None] = queue.Queue(maxsize=queue_size or 2 * workers)
+    todo: queue.Queue[SegmentTask] = queue.Queue()
+    for task in tasks:
+        todo.put(task)
+    stop = threading.Event()
+    limiter = limiter or CapacityLimiter(None)
+
+    def put(value: Page | _Failure | None) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(value, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def scan_segment(task: SegmentTask) -> None:
+        key = task.start_key
+        while not stop.is_set():
+            request: dict[str, Any] = {
+                "TableName": task.table,
+                "Segment": task.segment,
+                "TotalSegments": task.total_segments,
+                "ReturnConsumedCapacity": "TOTAL",
+            }
+            if page_limit:
+                request["Limit"] = page_limit
+            if projection:
+                request["ProjectionExpression"] = projection
+            if expression_names:
+                request["ExpressionAttributeNames"] = dict(expression_names)
+            if key:
+                request["ExclusiveStartKey"] = key_for_request(key)
+            limiter.wait()
+            started_ms = int(time.time() * 1000)
+            response = _with_throttle_retry(client.scan, request, stop, max_backoff)
+            if response is None:
+                return
+            units = float(response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
+            limiter.consume(units)
+            last = response.get("LastEvaluatedKey")
+            key = key_for_state(last) if last else None
+            page = Page(
+                task.table,
+                task.segment,
+                response.get("Items", []),
+                key,
+                started_ms,
+                units,
+                int(response.get("ScannedCount", 0)),
+                done=key is None,
+            )
+            if not put(page) or key is None:
+                return
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    task = todo.get_nowait()
+                except queue.Empty:
+                    return
+                scan_segment(task)
+        except BaseException as exc:  # handed to the caller's thread
+            put(_Failure(exc))
+        finally:
+            put(None)
+
+    threads = [
+        threading.Thread(target=worker, name=f"scan-{i}", daemon=True)
+        for i in range(max(1, min(workers, len(tasks))))
+    ]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            value = out.get()
+            if value is None:
+                running -= 1
+            elif isinstance(value, _Failure):
+                raise value.error
+            else:
+                yield value
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+def _with_throttle_retry(
+    call: Any, request: dict[str, Any], stop: threading.Event, max_backoff: float
+) -> Any:
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return call(**request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in THROTTLING_CODES:
+                raise
+            attempt += 1
+            # Full jitter (AWS architecture blog): spreads retries of many threads apart.
+            time.sleep(random.uniform(0, min(max_backoff, 0.05 * 2**attempt)))
+    return None
