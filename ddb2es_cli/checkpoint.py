@@ -50,6 +50,12 @@ class RunState:
         state.pending_restore = dict(data.get("pending_restore", {}))
         return state
 
+    @classmethod
+    def load_all(cls, state_dir: Path = DEFAULT_STATE_DIR) -> list[RunState]:
+        """Every state file in the folder (`doctor` looks for settings left to restore)."""
+        states = (cls.load(path) for path in sorted(state_dir.glob("*.json")))
+        return [s for s in states if s is not None]
+
     def unfinished(self) -> bool:
         return any(not s.done for segs in self.tables.values() for s in segs.values())
 
@@ -83,13 +89,3 @@ class RunState:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def pending_restores(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, dict[str, Any]]:
-    """Index settings that a run which died never put back (for `doctor` and the next run)."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in sorted(state_dir.glob("*.json")):
-        state = RunState.load(path)
-        if state:
-            found.update(state.pending_restore)
-    return found

@@ -329,9 +329,19 @@ def local_seed(
 
 
 @cli.command()
+@click.option(
+    "--fix", is_flag=True, help="Restore index settings that a dead reindex left changed."
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".ddb2es"),
+    show_default=True,
+    help="Where reindex keeps its state files.",
+)
 @output_options
 @click.pass_context
-def doctor(ctx: click.Context, json_output: bool, quiet: bool) -> None:
+def doctor(ctx: click.Context, fix: bool, state_dir: Path, json_output: bool, quiet: bool) -> None:
     """Check both endpoints: engine, version, client, auth mode, configured tables.
 
     Exits 1 when any check fails.
@@ -343,7 +353,7 @@ def doctor(ctx: click.Context, json_output: bool, quiet: bool) -> None:
     from ddb2es_cli.doctor import run_doctor
 
     app = _app(ctx, json_output, quiet)
-    report = run_doctor(app.settings)
+    report = run_doctor(app.settings, state_dir, fix)
 
     def render(console: Console) -> None:
         table = Table("check", "", "detail")

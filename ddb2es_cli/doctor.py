@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
 from ddb2es_cli.clients import make_dynamodb_client, make_search_client
 from ddb2es_cli.config import Settings, redact
 from ddb2es_cli.errors import Ddb2esError
+from ddb2es_cli.reindex import restore_settings
 
 
 @dataclass
@@ -31,11 +34,13 @@ class DoctorReport:
         return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
 
 
-def run_doctor(settings: Settings) -> DoctorReport:
+def run_doctor(
+    settings: Settings, state_dir: Path = DEFAULT_STATE_DIR, fix: bool = False
+) -> DoctorReport:
     """Every check runs even when an earlier one failed, so one run shows everything wrong."""
     report = DoctorReport()
     report.checks.extend(_dynamodb_checks(settings))
-    report.checks.extend(_search_checks(settings))
+    report.checks.extend(_search_checks(settings, state_dir, fix))
     return report
 
 
@@ -65,7 +70,7 @@ def _dynamodb_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-def _search_checks(settings: Settings) -> list[Check]:
+def _search_checks(settings: Settings, state_dir: Path, fix: bool) -> list[Check]:
     search = settings.search
     auth = search.describe_auth()
     try:
@@ -76,7 +81,7 @@ def _search_checks(settings: Settings) -> list[Check]:
     except Exception as exc:  # a client library error we did not anticipate: still one line
         detail = redact(_one_line(exc), search.secrets())
         return [Check("search", False, f"{search.safe_url} (auth {auth}): {detail}")]
-    return [
+    checks = [
         Check(
             "search",
             True,
@@ -84,6 +89,25 @@ def _search_checks(settings: Settings) -> list[Check]:
             f"cluster status {health.get('status', '?')}",
         )
     ]
+    checks.append(_bulk_load_check(client, state_dir, fix))
+    return checks
+
+
+def _bulk_load_check(client: Any, state_dir: Path, fix: bool) -> Check:
+    """Indices left with refresh off and no replicas by a reindex that died."""
+    states = [s for s in RunState.load_all(state_dir) if s.pending_restore]
+    pending = sorted(index for s in states for index in s.pending_restore)
+    if not pending:
+        return Check("bulk-load settings", True, "no index waits for its settings")
+    if not fix:
+        return Check(
+            "bulk-load settings",
+            False,
+            f"a reindex died before restoring {', '.join(pending)}: "
+            "run `ddb2es doctor --fix` (or the next reindex restores them)",
+        )
+    restored = [index for s in states for index in restore_settings(client, s)]
+    return Check("bulk-load settings", True, f"restored {', '.join(restored) or 'nothing'}")
 
 
 def _one_line(exc: BaseException) -> str:

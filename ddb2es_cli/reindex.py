@@ -299,8 +299,9 @@ class _Run:
     ) -> None:
         summary = self.summaries[table]
         summary.failed += 1
-        self.failures.write(Failure(table, _item_key(item, shape), index, doc_id,
-                                    f"{reason}: {detail}"))
+        self.failures.write(
+            Failure(table, _item_key(item, shape), index, doc_id, f"{reason}: {detail}")
+        )
 
     def _settle(self, table: str, segment: int) -> None:
         """Checkpoint the segment up to its last page whose documents are all acknowledged."""
@@ -337,15 +338,7 @@ class _Run:
                 self.state.pending_restore.pop(index, None)
 
     def _restore(self, state: RunState) -> None:
-        for index, values in list(state.pending_restore.items()):
-            try:
-                if self.es.indices.exists(index=index):
-                    apply_index_settings(self.es, index, values)
-                    self.restored.append(index)
-                state.pending_restore.pop(index)
-            except Exception as exc:
-                log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
-        state.save()
+        self.restored.extend(restore_settings(self.es, state))
 
     def finish(self) -> None:
         """Put index settings back and make the documents visible; runs after errors too."""
@@ -356,6 +349,21 @@ class _Run:
             except Exception as exc:
                 log.warning("final refresh failed: %s", exc)
         self.failures.close()
+
+
+def restore_settings(es: Any, state: RunState) -> list[str]:
+    """Put back the index settings a bulk load changed; what fails stays pending for next time."""
+    restored = []
+    for index, values in list(state.pending_restore.items()):
+        try:
+            if es.indices.exists(index=index):
+                apply_index_settings(es, index, values)
+                restored.append(index)
+            state.pending_restore.pop(index)
+        except Exception as exc:
+            log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
+    state.save()
+    return restored
 
 
 def _key_of(doc_id: str) -> Any:

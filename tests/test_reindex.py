@@ -426,3 +426,20 @@ def test_resume_after_kill_9_ends_with_every_document_once(stack: Stack, tmp_pat
     assert counts(stack) == {index: total}
     ids = {h["_id"] for h in stack.es.search(index=index, body={"size": 2000})["hits"]["hits"]}
     assert len(ids) == total
+
+
+def test_doctor_reports_and_fixes_settings_left_by_a_dead_run(stack: Stack, tmp_path: Path) -> None:
+    index = f"{stack.prefix}left"
+    stack.es.indices.create(index=index)
+    before = current_load_settings(stack.es, index)
+    stack.es.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    RunState(tmp_path / "reindex-dead.json", pending_restore={index: before}).save()
+    args = ["--json", "doctor", "--state-dir", str(tmp_path)]
+    found = CliRunner().invoke(cli, args, env=stack.cli_env())
+    assert found.exit_code == 1
+    check = next(c for c in json.loads(found.output)["checks"] if c["name"] == "bulk-load settings")
+    assert index in check["detail"] and not check["ok"]
+    fixed = CliRunner().invoke(cli, [*args, "--fix"], env=stack.cli_env())
+    assert fixed.exit_code == 0, fixed.output
+    assert current_load_settings(stack.es, index)["refresh_interval"] != "-1"
+    assert CliRunner().invoke(cli, args, env=stack.cli_env()).exit_code == 0
