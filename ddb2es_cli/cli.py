@@ -380,27 +380,26 @@ def _clients(app: AppContext) -> tuple[Any, Any]:
 class _Bars:
     """One tqdm bar per table on stderr; none when stderr is not a terminal or with --quiet."""
 
-    def __init__(self, totals: dict[str, int], enabled: bool) -> None:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def start(self, table: str, estimated_items: int) -> None:
+        if not self.enabled:
+            return
         from tqdm import tqdm
 
-        self.bars = (
-            {
-                name: tqdm(
-                    total=total or None,
-                    desc=name,
-                    unit=" items",
-                    unit_scale=True,
-                    file=sys.stderr,
-                    dynamic_ncols=True,
-                    leave=True,
-                )
-                for name, total in totals.items()
-            }
-            if enabled
-            else {}
+        self.bars[table] = tqdm(
+            total=estimated_items or None,
+            desc=table,
+            unit=" items",
+            unit_scale=True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            position=len(self.bars),
         )
 
-    def update(self, table: str, items: int) -> None:
+    def advance(self, table: str, items: int) -> None:
         bar = self.bars.get(table)
         if bar is not None:
             bar.update(items)
@@ -545,10 +544,9 @@ def reindex(
         emit(app, plan_data, render_plan)
         return
     ddb, es = _clients(app)
-    estimates = {t.name: 0 for t in selected}
-    bars = _Bars(estimates, enabled=not app.quiet and sys.stderr.isatty())
+    bars = _Bars(enabled=not app.quiet and sys.stderr.isatty())
     try:
-        summary = run_reindex(ddb, es, app.settings, selected, options, bars.update)
+        summary = run_reindex(ddb, es, app.settings, selected, options, bars)
     except KeyboardInterrupt:
         bars.close()
         click.echo("Error: interrupted; progress is saved: rerun with --resume", err=True)

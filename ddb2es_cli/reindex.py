@@ -13,10 +13,10 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
 from ddb2es_cli.config import Settings, TableSettings
@@ -164,7 +164,21 @@ def state_path_for(tables: list[TableSettings], state_dir: Path = DEFAULT_STATE_
 
 # --- run -----------------------------------------------------------------------------------------
 
-Progress = Callable[[str, int], None]
+
+class Progress(Protocol):
+    """Where progress goes (the CLI draws bars); the core knows nothing of terminals."""
+
+    def start(self, table: str, estimated_items: int) -> None: ...
+
+    def advance(self, table: str, items: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, table: str, estimated_items: int) -> None:
+        pass
+
+    def advance(self, table: str, items: int) -> None:
+        pass
 
 
 @dataclass
@@ -190,7 +204,9 @@ class _Run:
     ) -> None:
         self.ddb, self.es, self.settings, self.options = ddb, es, settings, options
         self.plans = {p.info.name: p for p in plans}
-        self.progress = progress or (lambda table, n: None)
+        self.progress = progress or _NoProgress()
+        for plan in plans:
+            self.progress.start(plan.info.name, plan.info.item_count)
         self.summaries = {p.info.name: TableSummary(p.info.name, p.info.item_count) for p in plans}
         self.indices: dict[str, IndexStats] = {}
         self.failures = FailureLog(options.failures_path)
@@ -259,7 +275,8 @@ class _Run:
                 ack.remaining += 1
                 yield index_action(doc, version), ack
             ack.sealed = True
-            self.progress(page.table, len(page.items))
+            self.progress.advance(page.table, len(page.items))
+            page.items = []  # the page waits for its acknowledgements; its items need not
             self._settle(page.table, page.segment)
 
     # -- results --
@@ -407,8 +424,11 @@ def run_reindex(
             limiter=limiter,
             page_limit=options.page_limit,
         )
-        for result in writer.write(run.actions(pages)):
-            run.record(result.tag, result.index, result.id, result.status, result.error)
+        try:
+            for result in writer.write(run.actions(pages)):
+                run.record(result.tag, result.index, result.id, result.status, result.error)
+        finally:
+            pages.close()  # stops the scan threads at once, also on Ctrl-C
         completed = True
     except Ddb2esError:
         raise

@@ -18,7 +18,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,7 +197,7 @@ def scan_pages(
     expression_names: Mapping[str, str] | None = None,
     max_backoff: float = 20.0,
     queue_size: int | None = None,
-) -> Iterator[Page]:
+) -> Generator[Page, None, None]:
     """Every page of every task, as they come; `workers` threads share all tasks.
 
     Throttling errors that outlast botocore's own retries are retried here with exponential
