@@ -31,7 +31,7 @@ def test_help_lists_the_commands() -> None:
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for name, command in all_commands():
+    for name, _command in all_commands():
         result = CliRunner().invoke(cli, [*name.split(), "--help"])
         assert result.exit_code == 0, name
         assert "Example" in result.output, f"`ddb2es {name} --help` has no example"

@@ -268,16 +268,21 @@ items = st.fixed_dictionaries(
 )
 
 
-def as_stream_shape(value: Any) -> Any:
+def as_stream_shape(item: dict[str, Any]) -> dict[str, Any]:
     """What a stream event (Lambda JSON) carries: binary as base64 text."""
-    if isinstance(value, dict):
-        if "B" in value and isinstance(value["B"], bytes):
-            return {"B": base64.b64encode(value["B"]).decode()}
-        if "BS" in value:
-            return {"BS": [base64.b64encode(b).decode() for b in value["BS"]]}
-        return {k: as_stream_shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_stream_shape(v) for v in value]
+    return {name: stream_value(value) for name, value in item.items()}
+
+
+def stream_value(value: dict[str, Any]) -> dict[str, Any]:
+    ((tag, payload),) = value.items()
+    if tag == "B":
+        return {"B": base64.b64encode(payload).decode()}
+    if tag == "BS":
+        return {"BS": [base64.b64encode(b).decode() for b in payload]}
+    if tag == "M":
+        return {"M": as_stream_shape(payload)}
+    if tag == "L":
+        return {"L": [stream_value(v) for v in payload]}
     return value
 
 
