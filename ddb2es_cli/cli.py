@@ -68,7 +68,9 @@ def emit(app: AppContext, data: Any, render: Callable[[Console], None]) -> None:
     if app.json_output:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
-        render(Console(highlight=False))
+        # Piped output keeps whole names (rich would fold tables to 80 columns).
+        width = None if sys.stdout.isatty() else 200
+        render(Console(highlight=False, width=width))
 
 
 class Ddb2esGroup(click.Group):

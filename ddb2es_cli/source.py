@@ -18,7 +18,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,11 +123,17 @@ class CapacityLimiter:
     each thread pays afterwards and the next request waits until the debt is paid off.
     """
 
-    def __init__(self, per_second: float | None) -> None:
+    def __init__(
+        self,
+        per_second: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.per_second = per_second
+        self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._available = per_second or 0.0
-        self._stamp = time.monotonic()
+        self._stamp = clock()
 
     def wait(self) -> None:
         if not self.per_second:
@@ -138,7 +144,7 @@ class CapacityLimiter:
                 if self._available > 0:
                     return
                 delay = -self._available / self.per_second + 0.01
-            time.sleep(min(delay, 1.0))
+            self._sleep(min(delay, 1.0))
 
     def consume(self, units: float) -> None:
         if not self.per_second:
@@ -148,7 +154,7 @@ class CapacityLimiter:
             self._available -= units
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         assert self.per_second
         self._available = min(
             self.per_second, self._available + (now - self._stamp) * self.per_second

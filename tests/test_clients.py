@@ -153,7 +153,7 @@ class _RecordingProxy:
                 body = self.rfile.read(length) if length else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 proxy.seen.append((self.command, self.path, headers))
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                conn = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
                 try:
                     forward = {k: v for k, v in headers.items() if k not in ("host", "connection")}
                     conn.request(self.command, self.path, body=body, headers=forward)

@@ -443,3 +443,58 @@ def test_doctor_reports_and_fixes_settings_left_by_a_dead_run(stack: Stack, tmp_
     assert fixed.exit_code == 0, fixed.output
     assert current_load_settings(stack.es, index)["refresh_interval"] != "-1"
     assert CliRunner().invoke(cli, args, env=stack.cli_env()).exit_code == 0
+
+
+def test_ctrl_c_exits_130_saves_state_and_restores_settings(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("interrupted")
+    stack.put_items(table, sample_items(1500, types=("c",)))
+    state = tmp_path / "state.json"
+    config = str(stack.config_file(tmp_path, table))
+    args = [
+        sys.executable,
+        "-m",
+        "ddb2es_cli",
+        "--config",
+        config,
+        "--quiet",
+        "reindex",
+        table,
+        "--segments",
+        "2",
+        "--page-size",
+        "20",
+        "--chunk-size",
+        "20",
+        "--state-file",
+        str(state),
+        "--failures",
+        str(tmp_path / "f.ndjson"),
+    ]
+    proc = subprocess.Popen(
+        args, env={**os.environ, **stack.cli_env()}, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    index = f"{stack.prefix}c"
+    while time.monotonic() < deadline and not stack.es.indices.exists(index=index):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    saved = RunState.load(state)
+    assert saved is not None and saved.unfinished() and not saved.pending_restore
+    assert current_load_settings(stack.es, index)["refresh_interval"] != "-1"
+
+
+def test_parallel_bulk_workers_index_everything(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("parallel")
+    stack.put_items(table, sample_items(400, types=("p", "q")))
+    settings = stack.settings(table)
+    bulk = BulkOptions(chunk_size=50, workers=2)
+    summary = run_reindex(
+        stack.ddb, stack.es, settings, list(settings.tables), options(tmp_path, bulk=bulk)
+    )
+    assert summary.failures == 0 and summary.tables[table].indexed == 400
+    assert counts(stack) == {f"{stack.prefix}p": 200, f"{stack.prefix}q": 200}
+    assert not (tmp_path / "state.json").exists()
