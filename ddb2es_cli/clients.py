@@ -65,15 +65,18 @@ def make_boto_session(settings: DynamoSettings) -> boto3.session.Session:
 
 
 def make_dynamodb_client(
-    settings: DynamoSettings, service: str = "dynamodb", max_pool_connections: int = 64
+    settings: DynamoSettings,
+    service: str = "dynamodb",
+    max_pool_connections: int = 64,
+    max_attempts: int = 10,
 ) -> Any:
-    """A low-level client (`dynamodb` or `dynamodbstreams`) with adaptive retries."""
+    """A low-level client (`dynamodb` or `dynamodbstreams`) with botocore's standard retries."""
     session = make_boto_session(settings)
     region = session.region_name or (LOCAL_REGION if settings.endpoint else None)
     if region is None:
         raise ConfigError("no AWS region: pass --region or set AWS_REGION")
     config = BotoConfig(
-        retries={"mode": "standard", "max_attempts": 10},
+        retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,
         connect_timeout=10,
         read_timeout=60,

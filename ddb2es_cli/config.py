@@ -26,6 +26,15 @@ AUTH_MODES = ("none", "basic", "api-key", "aws-sigv4")
 AWS_SERVICES = ("es", "aoss")
 
 
+def redact_url(url: str) -> str:
+    """The URL without any user:password part (host, port and IPv6 brackets as written)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 @dataclass(frozen=True)
 class DynamoSettings:
     endpoint: str | None = None
@@ -44,6 +53,14 @@ class SearchSettings:
     aws_service: str = "es"
     ca_certs: str | None = None
     verify_certs: bool = True
+
+    def __repr__(self) -> str:
+        # The URL may carry user:password; the generated repr would show it.
+        return (
+            f"SearchSettings(url={self.safe_url!r}, auth={self.auth!r}, "
+            f"username={self.username!r}, aws_service={self.aws_service!r}, "
+            f"ca_certs={self.ca_certs!r}, verify_certs={self.verify_certs!r})"
+        )
 
     @property
     def safe_url(self) -> str:
@@ -108,17 +125,6 @@ class Settings:
         return [self.table(n) for n in names]
 
 
-def redact_url(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def redact(text: str, secrets: list[str]) -> str:
     """Replace every secret in `text` (error messages from client libraries included)."""
     for secret in secrets:
@@ -173,10 +179,17 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         dynamodb=dynamodb,
         search=search_settings,
         tables=tables,
-        version_overlap_ms=int(defaults.get("version_overlap_ms", DEFAULT_OVERLAP_MS)),
+        version_overlap_ms=_non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS),
         source=source,
         **global_defaults,
     )
+
+
+def _non_negative_int(section: Mapping[str, Any], name: str, default: int) -> int:
+    value = section.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"[defaults] {name} must be a whole number of milliseconds >= 0")
+    return value
 
 
 def _section(data: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -207,7 +220,8 @@ def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> Sea
         ca_certs=given.get("es_ca_certs", search.get("ca_certs")),
         verify_certs=bool(given.get("es_verify_certs", search.get("verify_certs", True))),
     )
-    auth = _auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings)
+    settings = _credentials_from_url(settings)
+    auth = _auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings, given)
     settings = replace(settings, auth=auth)
     if settings.aws_service not in AWS_SERVICES:
         raise ConfigError(f"aws_service must be one of {', '.join(AWS_SERVICES)}")
@@ -220,10 +234,36 @@ def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> Sea
     return settings
 
 
-def _auth_mode(file_auth: Any, sigv4_flag: bool | None, settings: SearchSettings) -> str:
-    """The flag decides, then the file's `auth`, then what credentials were given."""
+def _credentials_from_url(settings: SearchSettings) -> SearchSettings:
+    """`https://user:pw@host` works like --es-username/--es-password, and the URL keeps neither."""
+    try:
+        parts = urlsplit(settings.url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
+    except ValueError:
+        raise ConfigError(f"--es-url is not a valid URL: {redact_url(settings.url)}") from None
+    if "@" not in parts.netloc:
+        return settings
+    from urllib.parse import unquote
+
+    return replace(
+        settings,
+        url=redact_url(settings.url),
+        username=settings.username or (unquote(parts.username) if parts.username else None),
+        password=settings.password or (unquote(parts.password) if parts.password else None),
+    )
+
+
+def _auth_mode(
+    file_auth: Any, sigv4_flag: bool | None, settings: SearchSettings, given: Mapping[str, Any]
+) -> str:
+    """Flags and environment first (SigV4 flag, then credentials), then the file's `auth`,
+    then whatever credentials the file gave."""
     if sigv4_flag is True:
         return "aws-sigv4"
+    if given.get("es_api_key"):
+        return "api-key"
+    if given.get("es_username") or given.get("es_password"):
+        return "basic"
     if file_auth is not None and not (sigv4_flag is False and file_auth == "aws-sigv4"):
         if file_auth not in AUTH_MODES:
             raise ConfigError(f"auth must be one of {', '.join(AUTH_MODES)}, not {file_auth!r}")

@@ -47,7 +47,8 @@ def run_doctor(
 def _dynamodb_checks(settings: Settings) -> list[Check]:
     where = settings.dynamodb.endpoint or f"AWS ({settings.dynamodb.region or 'default region'})"
     try:
-        client = make_dynamodb_client(settings.dynamodb)
+        # Two attempts: a wrong endpoint should fail in seconds, not after ten backoffs.
+        client = make_dynamodb_client(settings.dynamodb, max_attempts=2)
         client.list_tables(Limit=1)
     except (Ddb2esError, BotoCoreError, ClientError) as exc:
         return [Check("dynamodb", False, f"{where}: {_one_line(exc)}")]

@@ -279,11 +279,6 @@ def test_search_settings_repr_hides_password_and_api_key() -> None:
     assert keyed.secrets() == [SECRET]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: SearchSettings.url keeps user:password and the repr shows it "
-    "(config.py, SearchSettings.url has repr=True)",
-)
 def test_search_settings_repr_hides_a_password_inside_the_url() -> None:
     settings = SearchSettings(url=f"https://bob:{SECRET}@search.example.com")
     assert_no_secret(repr(settings), repr(Settings(search=settings)))
@@ -308,11 +303,6 @@ def test_redact_url(url: str, safe: str) -> None:
     assert SearchSettings(url=url).safe_url == safe
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: redact_url drops the brackets of an IPv6 host (config.py redact_url "
-    "builds the netloc from parts.hostname)",
-)
 def test_redact_url_keeps_ipv6_brackets() -> None:
     assert redact_url("http://user:pw@[::1]:9200/") == "http://[::1]:9200/"
 

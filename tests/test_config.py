@@ -440,21 +440,11 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
         assert_usage_error(invoke(command, env), "not found", str(missing))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: config.py load_settings calls int() on [defaults] version_overlap_ms "
-    "unguarded: a ValueError traceback and exit 1 instead of a ConfigError",
-)
 def test_non_integer_overlap_is_a_config_error(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.toml", '[defaults]\nversion_overlap_ms = "five minutes"\n')
     assert_usage_error(invoke(["--config", str(bad), "doctor"]), "version_overlap_ms")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: a URL with user:password and a bad port makes redact_url raise "
-    "ValueError (urlsplit().port) instead of a one-line usage error",
-)
 def test_url_with_credentials_and_a_bad_port_is_a_usage_error() -> None:
     result = invoke(["--es-url", "http://bob:pw@127.0.0.1:99999", "doctor"])
     assert_usage_error(result, "127.0.0.1")
@@ -546,3 +536,16 @@ def test_sigv4_without_aws_credentials_fails_the_search_check(
 def test_basic_without_password_through_the_cli(opensearch_url: str) -> None:
     result = invoke(["--es-url", opensearch_url, "--es-username", "bob", "doctor"])
     assert_usage_error(result, "basic auth needs")
+
+
+def test_credentials_given_as_flags_beat_the_files_auth(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.toml", '[search]\nauth = "none"\n')
+    assert load_settings(path, {"es_api_key": "k"}).search.auth == "api-key"
+    assert load_settings(path, {"es_username": "u", "es_password": "p"}).search.auth == "basic"
+    assert load_settings(path, {}).search.auth == "none"
+
+
+def test_credentials_in_the_url_become_basic_auth_and_leave_the_url() -> None:
+    search = load_settings(None, {"es_url": "https://bob:p%40ss@search.example.com:443"}).search
+    assert (search.auth, search.username, search.password) == ("basic", "bob", "p@ss")
+    assert search.url == "https://search.example.com:443"
