@@ -202,15 +202,20 @@ def scan_pages(
     projection: str | None = None,
     expression_names: Mapping[str, str] | None = None,
     max_backoff: float = 20.0,
-    queue_size: int | None = None,
+    max_pages: int | None = None,
 ) -> Generator[Page, None, None]:
     """Every page of every task, as they come; `workers` threads share all tasks.
+
+    At most `max_pages` (default: `workers`) pages exist at once, read or being read: a thread
+    takes a permit before it sends a Scan and the caller's side gives it back when it takes the
+    page, so memory is bounded by pages, not by the table.
 
     Throttling errors that outlast botocore's own retries are retried here with exponential
     backoff and full jitter, resending only the failed page request. Any other error stops the
     scan and is raised on the caller's thread. Closing the iterator stops the threads.
     """
-    out: queue.Queue[Page | _Failure | None] = queue.Queue(maxsize=queue_size or 2 * workers)
+    out: queue.Queue[Page | _Failure | None] = queue.Queue()
+    permits = threading.Semaphore(max_pages or workers)
     todo: queue.Queue[SegmentTask] = queue.Queue()
     for task in tasks:
         todo.put(task)
@@ -218,12 +223,15 @@ def scan_pages(
     limiter = limiter or CapacityLimiter(None)
 
     def put(value: Page | _Failure | None) -> bool:
+        if stop.is_set():
+            return False
+        out.put(value)
+        return True
+
+    def take_permit() -> bool:
         while not stop.is_set():
-            try:
-                out.put(value, timeout=0.2)
+            if permits.acquire(timeout=0.2):
                 return True
-            except queue.Full:
-                continue
         return False
 
     def scan_segment(task: SegmentTask) -> None:
@@ -243,10 +251,13 @@ def scan_pages(
                 request["ExpressionAttributeNames"] = dict(expression_names)
             if key:
                 request["ExclusiveStartKey"] = key_for_request(key)
+            if not take_permit():
+                return
             limiter.wait()
             started_ms = int(time.time() * 1000)
             response = _with_throttle_retry(client.scan, request, stop, max_backoff)
             if response is None:
+                permits.release()
                 return
             units = float(response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
             limiter.consume(units)
@@ -293,6 +304,7 @@ def scan_pages(
             elif isinstance(value, _Failure):
                 raise value.error
             else:
+                permits.release()
                 yield value
     finally:
         stop.set()

@@ -29,6 +29,7 @@ SHA_ID_PREFIX = "sha256:"
 DEFAULT_OVERLAP_MS = 300_000
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
+_is_json_number = _JSON_NUMBER.match
 _BAD_INDEX_CHARS = frozenset('\\/*?"<>|,# :')
 _BAD_INDEX_START = ("-", "_", "+")
 MAX_INDEX_BYTES = 255
@@ -87,7 +88,7 @@ def canonical_number(text: str) -> str:
 
 def json_number(text: str) -> str:
     """The digits DynamoDB returned when they already are a JSON number, else the canonical form."""
-    if _JSON_NUMBER.match(text):
+    if _is_json_number(text):
         return text
     return canonical_number(text)
 
@@ -131,7 +132,7 @@ def encode_value(value: Mapping[str, Any], *, canonical: bool = False) -> str:
     if tag == "M":
         return _encode_map(payload, canonical)
     if tag == "L":
-        return "[" + ",".join(encode_value(v, canonical=canonical) for v in payload) + "]"
+        return "[" + ",".join([_encode_element(v, canonical) for v in payload]) + "]"
     if tag == "SS":
         return "[" + ",".join(_quote(s) for s in sorted(payload)) + "]"
     if tag == "NS":
@@ -143,16 +144,33 @@ def encode_value(value: Mapping[str, Any], *, canonical: bool = False) -> str:
     raise TransformError("invalid_attribute", f"unknown DynamoDB type {tag!r}")
 
 
+def _encode_element(value: Mapping[str, Any], canonical: bool) -> str:
+    """A list element; strings inline (the common case), the rest through encode_value."""
+    if len(value) == 1 and "S" in value:
+        return str(_quote(value["S"]))
+    return encode_value(value, canonical=canonical)
+
+
 def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) -> str:
-    """Names sorted: scan responses and stream events list attributes in different orders."""
-    return (
-        "{"
-        + ",".join(
-            _quote(name) + ":" + encode_value(value, canonical=canonical)
-            for name, value in sorted(attributes.items())
-        )
-        + "}"
-    )
+    """Names sorted: scan responses and stream events list attributes in different orders.
+
+    Strings and numbers, most of any item, are spelled inline: this loop is the reindex hot path.
+    """
+    parts = []
+    for name in sorted(attributes):
+        value = attributes[name]
+        if len(value) == 1:
+            if "S" in value:
+                parts.append(_quote(name) + ":" + _quote(value["S"]))
+                continue
+            if "N" in value and not canonical:
+                text = value["N"]
+                parts.append(
+                    _quote(name) + ":" + (text if _is_json_number(text) else canonical_number(text))
+                )
+                continue
+        parts.append(_quote(name) + ":" + encode_value(value, canonical=canonical))
+    return "{" + ",".join(parts) + "}"
 
 
 def to_python(value: Mapping[str, Any]) -> Any:

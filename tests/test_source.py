@@ -1,8 +1,18 @@
-"""Scan-side pieces that need no server: the capacity limiter and key shapes."""
+"""The scan side: the capacity limiter, key shapes and the bounded parallel scan."""
 
 from __future__ import annotations
 
-from ddb2es_cli.source import CapacityLimiter, key_for_request, key_for_state
+import time
+from typing import Any
+
+from ddb2es_cli.source import (
+    CapacityLimiter,
+    SegmentTask,
+    key_for_request,
+    key_for_state,
+    scan_pages,
+)
+from tests.conftest import Stack
 
 
 class FakeClock:
@@ -44,3 +54,31 @@ def test_keys_round_trip_between_request_and_state_shapes() -> None:
     assert state_key == {"pk": {"B": "AAE="}, "sk": {"N": "5"}}
     assert key_for_request(state_key) == request_key
     assert key_for_state(state_key) == state_key
+
+
+class CountingDynamo:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.scans = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def scan(self, **kwargs: Any) -> Any:
+        self.scans += 1
+        return self._client.scan(**kwargs)
+
+
+def test_pages_read_ahead_are_bounded_whatever_the_table_size(stack: Stack) -> None:
+    table = stack.create_table("bounded")
+    stack.put_items(table, [{"pk": {"S": f"k{i}"}} for i in range(400)])
+    ddb = CountingDynamo(stack.ddb)
+    tasks = [SegmentTask(table, s, 4) for s in range(4)]
+    taken = 0
+    for page in scan_pages(ddb, tasks, workers=4, page_limit=10, max_pages=2):
+        taken += 1
+        time.sleep(0.01)  # a slow consumer: the scan threads must wait for it
+        # Scans sent = pages handed out + at most max_pages read ahead (and the last, empty one).
+        assert ddb.scans <= taken + 2
+        assert page.table == table
+    assert taken >= 40
