@@ -20,7 +20,6 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
-from elastic_transport import Transport
 
 from ddb2es_cli.config import DynamoSettings, SearchSettings, redact
 from ddb2es_cli.errors import ConfigError, ConnectionFailed
@@ -132,29 +131,35 @@ def _api_key_token(api_key: str | None) -> str:
     return key
 
 
-class _CompatTransport(Transport):
-    """Lowers elasticsearch-py's `compatible-with=N` to the server's major version."""
+def _compat_transport(server_major: int) -> type:
+    """A Transport that lowers elasticsearch-py's `compatible-with=N` to the server's major.
 
-    server_major = 8
+    Built on demand so that importing this module (the Lambda handler does) needs no
+    elasticsearch-py.
+    """
+    from elastic_transport import Transport
+    from elasticsearch import __version__
 
-    def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:
-        headers = kwargs.get("headers")
-        if headers:
-            from elasticsearch import __version__
+    ours = f"compatible-with={__version__[0]}"
+    theirs = f"compatible-with={server_major}"
 
-            ours = f"compatible-with={__version__[0]}"
-            theirs = f"compatible-with={self.server_major}"
-            for name in ("accept", "content-type"):
-                value = headers.get(name)
-                if value and ours in value:
-                    headers[name] = value.replace(ours, theirs)
-        return super().perform_request(method, target, **kwargs)
+    class CompatTransport(Transport):
+        def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:
+            headers = kwargs.get("headers")
+            if headers:
+                for name in ("accept", "content-type"):
+                    value = headers.get(name)
+                    if value and ours in value:
+                        headers[name] = value.replace(ours, theirs)
+            return super().perform_request(method, target, **kwargs)
+
+    return CompatTransport
 
 
 def _elasticsearch_client(settings: SearchSettings, engine: Engine, timeout: float) -> Any:
     from elasticsearch import Elasticsearch
 
-    transport = type("CompatTransport", (_CompatTransport,), {"server_major": engine.major})
+    transport = _compat_transport(engine.major)
     kwargs: dict[str, Any] = {
         "hosts": [settings.url],
         "verify_certs": settings.verify_certs,
@@ -203,7 +208,10 @@ def make_search_client(
 
 def helpers_for(client: Any) -> ModuleType:
     """The bulk helpers that belong to the client's library."""
-    from elasticsearch import Elasticsearch
+    try:
+        from elasticsearch import Elasticsearch
+    except ImportError:  # a Lambda package built for OpenSearch only
+        Elasticsearch = ()  # type: ignore[assignment,misc]
 
     if isinstance(client, Elasticsearch):
         from elasticsearch import helpers as es_helpers

@@ -21,7 +21,7 @@ from ddb2es_cli.transform import Document
 
 RETRYABLE_STATUS = frozenset({429, 503})
 CONFLICT_STATUS = 409
-Action = tuple[dict[str, Any], str]
+Action = tuple[dict[str, Any], str | None]  # (metadata line, document JSON or None)
 
 
 def index_action(doc: Document, version: int) -> Action:
@@ -30,7 +30,7 @@ def index_action(doc: Document, version: int) -> Action:
     return {"index": meta}, doc.source
 
 
-def delete_action(index: str, doc_id: str, version: int) -> tuple[dict[str, Any], None]:
+def delete_action(index: str, doc_id: str, version: int) -> Action:
     meta = {"_index": index, "_id": doc_id, "version": version, "version_type": "external_gte"}
     return {"delete": meta}, None
 

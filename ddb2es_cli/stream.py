@@ -1,0 +1,318 @@
+"""The DynamoDB Streams handler: the deployed Lambda function, also fed by `ddb2es stream`.
+
+One bulk request per invocation (split only by size), the last operation per (index, id) of the
+batch, every write versioned by the record's `ApproximateCreationDateTime` (SPEC section 1), so a
+redelivered or reordered batch can never overwrite newer data, and a 409 means "already newer".
+Failures are reported as `batchItemFailures` naming the first record whose effect was not
+applied, so only that tail is retried.
+
+Imports nothing the Lambda runtime does not need (no click, rich or tqdm).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ddb2es_cli.config import SearchSettings
+from ddb2es_cli.sink import BulkOptions, BulkWriter, delete_action, index_action
+from ddb2es_cli.transform import (
+    TableShape,
+    TransformError,
+    document_id,
+    index_name,
+    key_json,
+    stream_version,
+    to_document,
+)
+
+log = logging.getLogger("ddb2es.stream")
+
+# Lambda's synchronous payload and managed domains' request caps are far above this; one request
+# per invocation unless the batch is really large.
+MAX_BULK_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How records map to indices; the key attribute names come from each record's `Keys`."""
+
+    type_attribute: str = "TYPE"
+    default_type: str = "default"
+    index_prefix: str = ""
+    max_bulk_bytes: int = MAX_BULK_BYTES
+
+    def shape(self, keys: Mapping[str, Any]) -> TableShape:
+        names = sorted(keys)
+        return TableShape(
+            hash_key=names[0],
+            range_key=names[1] if len(names) > 1 else None,
+            type_attribute=self.type_attribute,
+            default_type=self.default_type,
+            index_prefix=self.index_prefix,
+        )
+
+
+@dataclass
+class StreamResult:
+    """What one batch did. `first_failed` is the position of the first record to retry."""
+
+    records: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    conflicts: int = 0
+    skipped: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    first_failed: int | None = None
+
+    def fail(self, position: int, record: Mapping[str, Any], reason: str) -> None:
+        keys = record.get("dynamodb", {}).get("Keys", {})
+        self.failed.append(
+            {"sequence": _sequence(record), "keys": _safe_keys(keys), "reason": reason}
+        )
+        if self.first_failed is None or position < self.first_failed:
+            self.first_failed = position
+
+
+@dataclass
+class _Op:
+    position: int  # of the record that produced it
+    action: tuple[dict[str, Any], str | None]
+
+
+_LOGGED_ONCE: set[str] = set()
+
+
+def _warn_once(what: str, message: str) -> None:
+    """A view-type limitation is logged once per process, not once per record."""
+    if what not in _LOGGED_ONCE:
+        _LOGGED_ONCE.add(what)
+        log.warning(message)
+
+
+def plan_batch(
+    records: Sequence[Mapping[str, Any]],
+    config: StreamConfig,
+    result: StreamResult,
+    fetch_item: Any = None,
+    locate: Any = None,
+) -> list[_Op]:
+    """Records -> the last operation per (index, id), in record order.
+
+    `fetch_item(record) -> item | None` reads the current item (KEYS_ONLY streams);
+    `locate(doc_id, shape) -> [index, ...]` finds where a document lives when no OldImage says.
+    """
+    last: dict[tuple[str, str], _Op] = {}
+    for position, record in enumerate(records):
+        result.records += 1
+        try:
+            for index, doc_id, action in _operations(record, config, fetch_item, locate):
+                last[(index, doc_id)] = _Op(position, action)
+        except TransformError as exc:
+            result.fail(position, record, f"{exc.reason}: {exc.detail}")
+    return sorted(last.values(), key=lambda op: op.position)
+
+
+def _operations(
+    record: Mapping[str, Any], config: StreamConfig, fetch_item: Any, locate: Any
+) -> list[tuple[str, str, tuple[dict[str, Any], str | None]]]:
+    data = record["dynamodb"]
+    keys = data["Keys"]
+    shape = config.shape(keys)
+    version = stream_version(_creation_seconds(data["ApproximateCreationDateTime"]))
+    doc_id = document_id(key_json(keys, shape.key_names))
+    event = record["eventName"]
+    old = data.get("OldImage")
+    new = data.get("NewImage")
+    ops: list[tuple[str, str, tuple[dict[str, Any], str | None]]] = []
+    if event in ("INSERT", "MODIFY"):
+        if new is None:
+            _warn_once(
+                "no-new-image",
+                "stream records carry no NewImage (KEYS_ONLY or "
+                "OLD_IMAGE view): each item is read with GetItem instead",
+            )
+            new = fetch_item(record) if fetch_item else None
+            if new is None:  # gone again by now: a later REMOVE record follows
+                return ops
+        doc = to_document(new, shape)
+        ops.append((doc.index, doc.id, index_action(doc, version)))
+        if old is not None:
+            old_index = index_name(old, shape)
+            if old_index != doc.index:  # the type changed: the old document must go
+                ops.append((old_index, doc_id, delete_action(old_index, doc_id, version)))
+        return ops
+    if event == "REMOVE":
+        if old is not None:
+            indices = [index_name(old, shape)]
+        else:
+            _warn_once(
+                "no-old-image",
+                "REMOVE records carry no OldImage (KEYS_ONLY or "
+                "NEW_IMAGE view): deletes look the document up in every index "
+                "of the prefix",
+            )
+            indices = locate(doc_id, shape) if locate else []
+        ops.extend((i, doc_id, delete_action(i, doc_id, version)) for i in indices)
+        return ops
+    raise TransformError("unknown_event", f"eventName {event!r}")
+
+
+def apply_batch(
+    es: Any,
+    records: Sequence[Mapping[str, Any]],
+    config: StreamConfig,
+    fetch_item: Any = None,
+) -> StreamResult:
+    """Apply one batch of stream records with one bulk request (more only past the size cap)."""
+    result = StreamResult()
+
+    def locate(doc_id: str, shape: TableShape) -> list[str]:
+        return locate_document(es, doc_id, shape.index_prefix)
+
+    ops = plan_batch(records, config, result, fetch_item, locate)
+    writer = BulkWriter(
+        es,
+        BulkOptions(
+            chunk_size=max(1, len(ops)),
+            max_chunk_bytes=config.max_bulk_bytes,
+            max_retries=3,
+            initial_backoff=0.2,
+            max_backoff=2.0,
+        ),
+    )
+    for outcome in writer.write((op.action, op) for op in ops):
+        op = outcome.tag
+        is_delete = "delete" in op.action[0]
+        if outcome.status == 409:
+            result.conflicts += 1
+        elif is_delete and outcome.status == 404:
+            result.deleted += 1  # already gone: the external version still rules
+        elif outcome.error is None:
+            if is_delete:
+                result.deleted += 1
+            else:
+                result.indexed += 1
+        else:
+            result.fail(op.position, records[op.position], f"{outcome.status} {outcome.error}")
+    for failure in result.failed:
+        log.error(
+            "record %s (keys %s) failed: %s",
+            failure["sequence"],
+            json.dumps(failure["keys"], default=str),
+            failure["reason"],
+        )
+    return result
+
+
+def locate_document(es: Any, doc_id: str, prefix: str) -> list[str]:
+    """The indices under the prefix that hold `doc_id` (deletes without an OldImage)."""
+    pattern = f"{prefix}*,-.*" if prefix else "*,-.*"
+    body = {"query": {"ids": {"values": [doc_id]}}, "_source": False, "size": 100}
+    found = es.search(index=pattern, body=body, expand_wildcards="open")
+    return sorted({hit["_index"] for hit in found["hits"]["hits"]})
+
+
+def batch_item_failures(
+    records: Sequence[Mapping[str, Any]], result: StreamResult
+) -> dict[str, list[dict[str, str]]]:
+    """The Lambda answer: retry from the first record whose effect was not applied."""
+    if result.first_failed is None:
+        return {"batchItemFailures": []}
+    return {"batchItemFailures": [{"itemIdentifier": _sequence(records[result.first_failed])}]}
+
+
+def _creation_seconds(value: Any) -> float:
+    """Lambda events give epoch seconds; boto3's streams client gives a datetime."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def _sequence(record: Mapping[str, Any]) -> str:
+    return str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+
+
+def _safe_keys(keys: Mapping[str, Any]) -> Any:
+    try:
+        return json.loads(key_json(keys, keys.keys()))
+    except TransformError:
+        return {k: str(v) for k, v in keys.items()}
+
+
+# --- the Lambda function -----------------------------------------------------------------------
+
+
+def config_from_env(env: Mapping[str, str]) -> tuple[SearchSettings, StreamConfig]:
+    """Settings from the function's environment.
+
+    The original function's `ELASTICSEARCH_ENDPOINT` (a host without scheme) still works; AWS
+    SigV4 is the default for it, as managed domains want.
+    """
+    legacy_host = env.get("ELASTICSEARCH_ENDPOINT", "").strip()
+    url = env.get("DDB2ES_ES_URL") or (f"https://{legacy_host}" if legacy_host else "")
+    if not url:
+        raise ValueError("set DDB2ES_ES_URL (or ELASTICSEARCH_ENDPOINT) for the stream handler")
+    auth = env.get("DDB2ES_ES_AUTH") or (
+        "api-key"
+        if env.get("DDB2ES_ES_API_KEY")
+        else "basic"
+        if env.get("DDB2ES_ES_USERNAME")
+        else "aws-sigv4"
+    )
+    search = SearchSettings(
+        url=url,
+        auth=auth,
+        username=env.get("DDB2ES_ES_USERNAME"),
+        password=env.get("DDB2ES_ES_PASSWORD"),
+        api_key=env.get("DDB2ES_ES_API_KEY"),
+        aws_service=env.get("DDB2ES_ES_AWS_SERVICE", "es"),
+        verify_certs=env.get("DDB2ES_ES_VERIFY_CERTS", "true").lower() != "false",
+    )
+    config = StreamConfig(
+        type_attribute=env.get("DDB2ES_TYPE_ATTRIBUTE", "TYPE"),
+        default_type=env.get("DDB2ES_DEFAULT_TYPE", "default"),
+        index_prefix=env.get("DDB2ES_INDEX_PREFIX", ""),
+    )
+    return search, config
+
+
+_CLIENT: Any = None  # kept across invocations of a warm function
+
+
+def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """Entry point of the deployed function (event source mapping with ReportBatchItemFailures)."""
+    global _CLIENT
+    search, config = config_from_env(os.environ)
+    if _CLIENT is None:
+        from ddb2es_cli.clients import make_search_client
+
+        _CLIENT, _engine = make_search_client(search, os.environ.get("AWS_REGION"), timeout=30)
+    records = list(event.get("Records", []))
+    result = apply_batch(_CLIENT, records, config, fetch_item=_lambda_fetch_item)
+    log.info(
+        "batch of %d records: %d indexed, %d deleted, %d conflicts, %d failed",
+        result.records,
+        result.indexed,
+        result.deleted,
+        result.conflicts,
+        len(result.failed),
+    )
+    return batch_item_failures(records, result)
+
+
+def _lambda_fetch_item(record: Mapping[str, Any]) -> Any:
+    """GetItem for KEYS_ONLY streams; the table name is in the event source ARN."""
+    import boto3
+
+    from ddb2es_cli.source import key_for_request
+
+    table = str(record["eventSourceARN"]).split(":table/")[1].split("/stream/")[0]
+    key = key_for_request(record["dynamodb"]["Keys"])  # event binary is base64 text
+    response = boto3.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True)
+    return response.get("Item")
