@@ -48,5 +48,8 @@ demo-down: install
 bench: install java
 	$(BIN)/python bench/run.py
 
+lambda-zip: install
+	$(BIN)/python scripts/lambda_zip.py build/ddb2es-lambda.zip
+
 clean:
 	rm -rf $(VENV) .ddb2es-local .pytest_cache .mypy_cache .ruff_cache build *.egg-info

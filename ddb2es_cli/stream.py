@@ -33,6 +33,25 @@ from ddb2es_cli.transform import (
 
 log = logging.getLogger("ddb2es.stream")
 
+# What the deployed zip carries (scripts/lambda_zip.py); a test imports the handler from these
+# files alone. boto3 comes with the Lambda runtime.
+LAMBDA_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "config.py",
+    "transform.py",
+    "clients.py",
+    "sink.py",
+    "source.py",
+    "stream.py",
+)
+# opensearch-py 3 pulls in gRPC; the runtime's botocore wants python-dateutil < 3.
+LAMBDA_DEPENDENCIES = (
+    "opensearch-py>=2.6,<3",
+    "elasticsearch>=8.13,<10",
+    "python-dateutil>=2.1,<3",
+)
+
 # Lambda's synchronous payload and managed domains' request caps are far above this; one request
 # per invocation unless the batch is really large.
 MAX_BULK_BYTES = 10 * 1024 * 1024

@@ -370,3 +370,26 @@ def test_soak_random_writes_while_the_runner_follows_end_with_zero_drift(
     actual = index_documents(stack)
     assert set(actual) == set(expected), "orphans or missing documents"
     assert actual == expected
+
+
+def test_handler_imports_from_the_lambda_modules_alone(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from ddb2es_cli.stream import LAMBDA_MODULES
+
+    package = tmp_path / "ddb2es_cli"
+    package.mkdir()
+    for module in LAMBDA_MODULES:
+        shutil.copy2(Path(__file__).parent.parent / "ddb2es_cli" / module, package / module)
+    code = "import ddb2es_cli.stream as s; print(s.__file__, callable(s.lambda_handler))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(str(package)) and out.stdout.strip().endswith("True")
