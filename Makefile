@@ -31,8 +31,8 @@ test: install java
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check ddb2es_cli tests bench
-	$(BIN)/ruff format --check ddb2es_cli tests bench
+	$(BIN)/ruff check ddb2es_cli tests bench scripts
+	$(BIN)/ruff format --check ddb2es_cli tests bench scripts
 	$(BIN)/mypy
 
 demo: install java
