@@ -14,7 +14,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from ddb2es_cli.sink import (
     FailureLog,
     IndexStats,
     apply_index_settings,
+    create_managed_index,
     current_load_settings,
     index_action,
 )
@@ -71,6 +72,10 @@ class ReindexOptions:
     page_limit: int | None = None
     fast_decode: bool = True
     refresh: bool = True
+    # Documents of index X go to X + suffix (blue/green loads into new generations).
+    index_suffix: str = ""
+    # More settings for the load, restored afterwards like the others (e.g. index.gc_deletes).
+    extra_load_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +118,7 @@ class ReindexSummary:
     failure_examples: list[Failure]
     restored: list[str]
     resumed: bool
+    created: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +127,7 @@ class ReindexSummary:
             "failures": self.failures,
             "failures_path": self.failures_path if self.failures else None,
             "restored_settings": self.restored,
+            "created_indices": self.created,
             "resumed": self.resumed,
         }
 
@@ -212,6 +219,7 @@ class _Run:
         self.failures = FailureLog(options.failures_path)
         self.segment_queues: dict[tuple[str, int], deque[_PageAck]] = {}
         self.known_indices: set[str] = set()
+        self.created: list[str] = []
         self.restored: list[str] = []
         path = options.state_path or state_path_for([p.settings for p in plans])
         self.state = self._open_state(path)
@@ -271,6 +279,8 @@ class _Run:
                 except TransformError as exc:
                     self._fail(page.table, item, plan.shape, None, None, exc.reason, exc.detail)
                     continue
+                if self.options.index_suffix:
+                    doc = replace(doc, index=doc.index + self.options.index_suffix)
                 self._ensure_index(doc.index)
                 ack.remaining += 1
                 yield index_action(doc, version), ack
@@ -338,18 +348,19 @@ class _Run:
         created = False
         if not self.es.indices.exists(index=index):
             try:
-                self.es.indices.create(index=index)
-                created = True
-            except Exception as exc:  # created meanwhile by a stream writer, or rejected
-                if "already_exists" not in str(exc) and "resource_already" not in str(exc):
-                    log.warning("could not create index %s: %s", index, exc)
+                created = create_managed_index(self.es, index)
+            except Exception as exc:  # rejected: the bulk answer will say why per document
+                log.warning("could not create index %s: %s", index, exc)
+        if created:
+            self.created.append(index)
         tune = self.options.bulk_load_settings
         if tune is True or (tune is None and created):
+            values = {**BULK_LOAD_SETTINGS, **self.options.extra_load_settings}
             try:
-                previous = current_load_settings(self.es, index)
+                previous = current_load_settings(self.es, index, values)
                 self.state.pending_restore[index] = previous
                 self.state.save()
-                apply_index_settings(self.es, index, BULK_LOAD_SETTINGS)
+                apply_index_settings(self.es, index, values)
             except Exception as exc:
                 log.warning("could not apply bulk-load settings to %s: %s", index, exc)
                 self.state.pending_restore.pop(index, None)
@@ -449,6 +460,7 @@ def run_reindex(
         run.failures.examples,
         run.restored,
         options.resume,
+        run.created,
     )
 
 
