@@ -63,6 +63,16 @@ def _app(ctx: click.Context, json_output: bool = False, quiet: bool = False) -> 
     return app
 
 
+def print_lines(lines: list[str]) -> Callable[[Console], None]:
+    """A renderer for plain lines (no rich markup: names may contain brackets)."""
+
+    def render(console: Console) -> None:
+        for line in lines:
+            console.print(line, markup=False)
+
+    return render
+
+
 def emit(app: AppContext, data: Any, render: Callable[[Console], None]) -> None:
     """JSON on stdout with --json, else the human rendering."""
     if app.json_output:
@@ -590,6 +600,354 @@ def reindex(
     emit(app, data, render)
     if summary.failures:
         ctx.exit(ExitStatus.PARTIAL)
+
+
+# --- template -----------------------------------------------------------------------------------
+
+
+def template_options(func: F) -> F:
+    for decorator in reversed(
+        [
+            click.option(
+                "--name", default=None, help="Template name (default ddb2es-single-shard)."
+            ),
+            click.option(
+                "--replicas",
+                type=click.IntRange(min=0),
+                default=None,
+                help="number_of_replicas (default: left to the cluster).",
+            ),
+            click.option(
+                "--priority",
+                type=click.IntRange(min=0),
+                default=None,
+                help="Composable template priority.",
+            ),
+            click.option(
+                "--numbers-as-double/--no-numbers-as-double",
+                default=True,
+                show_default=True,
+                help="Map dynamically detected numbers to double.",
+            ),
+            click.option(
+                "--legacy/--composable",
+                "legacy",
+                default=None,
+                help="Force the template flavour (default: what the engine has).",
+            ),
+        ]
+    ):
+        func = decorator(func)
+    return func
+
+
+def _template_call(
+    ctx: click.Context,
+    action: str,
+    name: str | None,
+    replicas: int | None,
+    priority: int | None,
+    numbers_as_double: bool,
+    legacy: bool | None,
+    dry_run: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    from ddb2es_cli.clients import make_search_client
+    from ddb2es_cli.template import (
+        Flavour,
+        apply_template,
+        check_template,
+        render,
+        template_spec,
+    )
+
+    app = _app(ctx, json_output, quiet)
+    spec = template_spec(
+        app.settings,
+        name=name,
+        replicas=replicas,
+        priority=priority,
+        numbers_as_double=numbers_as_double,
+    )
+    es, engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    kind: Flavour | None = None if legacy is None else ("legacy" if legacy else "composable")
+    if action == "show":
+        from ddb2es_cli.template import flavour, mapping_type
+
+        chosen = kind or flavour(engine)
+        body = render(spec, chosen, mapping_type=mapping_type(engine))
+        click.echo(json.dumps(body, indent=2))
+        return
+    if action == "apply":
+        result = apply_template(es, engine, spec, dry_run=dry_run, kind=kind)
+    else:
+        result = check_template(es, engine, spec, kind=kind)
+
+    def render_result(console: Console) -> None:
+        console.print(f"{result.request}: {result.action}")
+        for line in result.diff:
+            console.print(f"  {line}", markup=False)
+        for warning in result.warnings:
+            console.print(f"[yellow]warning[/]: {warning}")
+        if action == "apply" and dry_run and result.diff:
+            console.print(json.dumps(result.body, indent=2), markup=False)
+
+    emit(app, result.as_dict(), render_result)
+    if not result.ok:
+        ctx.exit(ExitStatus.DIFFERS)
+
+
+@cli.group()
+def template() -> None:
+    """The single-shard index template (composable, or legacy on old engines).
+
+    \b
+    Example:
+      ddb2es template check     # in CI: exit 3 and a diff when it is missing or differs
+    """
+
+
+@template.command("apply")
+@template_options
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+@output_options
+@click.pass_context
+def template_apply(
+    ctx: click.Context,
+    name: str | None,
+    replicas: int | None,
+    priority: int | None,
+    numbers_as_double: bool,
+    legacy: bool | None,
+    dry_run: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Install or update the template; no write when it is already identical.
+
+    \b
+    Example:
+      ddb2es template apply --replicas 1 --dry-run
+    """
+    _template_call(
+        ctx,
+        "apply",
+        name,
+        replicas,
+        priority,
+        numbers_as_double,
+        legacy,
+        dry_run,
+        json_output,
+        quiet,
+    )
+
+
+@template.command("check")
+@template_options
+@output_options
+@click.pass_context
+def template_check(
+    ctx: click.Context,
+    name: str | None,
+    replicas: int | None,
+    priority: int | None,
+    numbers_as_double: bool,
+    legacy: bool | None,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Exit 0 when the installed template matches, 3 with a diff when missing or different.
+
+    \b
+    Example:
+      ddb2es --es-url https://search.example.com --es-aws-sigv4 template check
+    """
+    _template_call(
+        ctx, "check", name, replicas, priority, numbers_as_double, legacy, False, json_output, quiet
+    )
+
+
+@template.command("show")
+@template_options
+@output_options
+@click.pass_context
+def template_show(
+    ctx: click.Context,
+    name: str | None,
+    replicas: int | None,
+    priority: int | None,
+    numbers_as_double: bool,
+    legacy: bool | None,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Print the exact template body for this engine.
+
+    \b
+    Example:
+      ddb2es template show --legacy
+    """
+    _template_call(
+        ctx, "show", name, replicas, priority, numbers_as_double, legacy, False, json_output, quiet
+    )
+
+
+# --- reload -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("tables", nargs=-1)
+@click.option("--all", "all_tables", is_flag=True, help="Every table in the config file.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["blue-green", "delete"]),
+    default="blue-green",
+    show_default=True,
+    help="blue-green: no downtime; delete: the weekend flow.",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Previous generations kept (blue-green).",
+)
+@click.option("--adopt", multiple=True, help="Take over this existing unmanaged index.")
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel scan segments (default: 4 per core, at least 4).",
+)
+@click.option(
+    "--no-replay",
+    is_flag=True,
+    help="blue-green: do not replay the tables' streams from the rebuild start.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted reload.")
+@click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option(
+    "--failures",
+    "failures_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("ddb2es-failures.ndjson"),
+    show_default=True,
+)
+@output_options
+@click.pass_context
+def reload(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    all_tables: bool,
+    strategy: str,
+    keep: int,
+    adopt: tuple[str, ...],
+    segments: int | None,
+    no_replay: bool,
+    resume: bool,
+    yes: bool,
+    dry_run: bool,
+    failures_path: Path,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Rebuild every index of the tables: blue-green (new generations, atomic alias swap) or
+    delete (delete and reload; downtime). `reload rollback TABLE...` swaps the aliases back to
+    the previous generation.
+
+    \b
+    Example:
+      ddb2es --config ddb2es.toml reload --all --strategy blue-green --yes
+      ddb2es reload orders-service --strategy delete --dry-run
+      ddb2es reload rollback orders-service --yes
+    """
+    from ddb2es_cli.clients import make_dynamodb_client, make_search_client
+    from ddb2es_cli.reindex import ReindexOptions, default_segments
+    from ddb2es_cli.reload import ReloadOptions, plan_reload, rollback, run_reload
+
+    app = _app(ctx, json_output, quiet)
+    is_rollback = bool(tables) and tables[0] == "rollback"
+    selected = app.settings.select_tables(tables[1:] if is_rollback else tables, all_tables)
+    ddb = make_dynamodb_client(app.settings.dynamodb)
+    es, engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    segs = segments or default_segments()
+    if is_rollback:
+        if not (dry_run or yes or _confirm("Swap the aliases back to the previous generation?")):
+            raise click.UsageError("refusing to roll back without --yes (not interactive)")
+        moves = rollback(es, ddb, app.settings, selected, segs, dry_run=dry_run)
+        verb = "would move" if dry_run else "moved"
+        lines = [f"{verb} {m['alias']}: {m['from']} -> {m['to']}" for m in moves]
+        emit(app, {"dry_run": dry_run, "moves": moves}, print_lines(lines))
+        return
+    options = ReloadOptions(
+        strategy=strategy,
+        keep=keep,
+        adopt=adopt,
+        dry_run=dry_run,
+        replay=not no_replay,
+        reindex=ReindexOptions(segments=segs, failures_path=failures_path, resume=resume),
+    )
+    plan = plan_reload(es, engine, ddb, app.settings, selected, options)
+    if dry_run:
+        emit(app, plan.as_dict(), print_lines(plan.lines()))
+        return
+    if not app.json_output:
+        for line in plan.lines():
+            click.echo(line, err=True)
+    if not (yes or _confirm(f"Reload {len(plan.indices)} indices ({strategy})?")):
+        raise click.UsageError("refusing to reload without --yes (not interactive)")
+    bars = _Bars(enabled=not app.quiet and sys.stderr.isatty())
+    streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
+    try:
+        summary = run_reload(
+            es,
+            engine,
+            ddb,
+            streams,
+            app.settings,
+            selected,
+            options,
+            bars,
+            None if resume else plan,
+        )
+    except KeyboardInterrupt:
+        bars.close()
+        click.echo("Error: interrupted; rerun with --resume", err=True)
+        ctx.exit(ExitStatus.INTERRUPTED)
+    bars.close()
+    data = summary.as_dict()
+
+    def render(console: Console) -> None:
+        table = Table("index", "expected", "found", "verified", title=f"reload ({strategy})")
+        for name, v in data["verify"].items():
+            table.add_row(
+                name,
+                str(v["expected"]),
+                str(v["found"]),
+                "[green]ok[/]" if v["ok"] else "[red]NO[/]",
+            )
+        console.print(table)
+        if summary.swapped:
+            console.print(f"aliases swapped: {', '.join(summary.swapped)}")
+        if summary.deleted:
+            console.print(f"deleted: {', '.join(summary.deleted)}")
+        console.print(f"stream records replayed: {summary.replayed}; {data['duration_s']} s")
+
+    emit(app, data, render)
+    if summary.reindex and summary.reindex.failures:
+        ctx.exit(ExitStatus.PARTIAL)
+    if not summary.verified:
+        ctx.exit(ExitStatus.ERROR)
+
+
+def _confirm(question: str) -> bool:
+    """Ask only on a terminal; a non-interactive run without --yes is refused."""
+    if not sys.stdin.isatty():
+        return False
+    return click.confirm(question, default=False, err=True)
 
 
 # --- stream -------------------------------------------------------------------------------------

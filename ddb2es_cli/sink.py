@@ -228,6 +228,7 @@ BULK_LOAD_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
 
 
 MANAGED_META = {"managed_by": "ddb2es"}
+REBUILD_SUFFIX = "-rebuilding"  # alias of a generation being loaded by `reload` (see stream.py)
 
 
 def current_load_settings(

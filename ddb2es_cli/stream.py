@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from ddb2es_cli.config import SearchSettings
-from ddb2es_cli.sink import BulkOptions, BulkWriter, delete_action, index_action
+from ddb2es_cli.sink import REBUILD_SUFFIX, BulkOptions, BulkWriter, delete_action, index_action
 from ddb2es_cli.transform import (
     TableShape,
     TransformError,
@@ -195,6 +196,7 @@ def apply_batch(
         return locate_document(es, doc_id, shape.index_prefix)
 
     ops = plan_batch(records, config, result, fetch_item, locate)
+    ops += _rebuild_copies(es, ops, config.index_prefix)
     writer = BulkWriter(
         es,
         BulkOptions(
@@ -227,6 +229,58 @@ def apply_batch(
             failure["reason"],
         )
     return result
+
+
+# While `reload --strategy blue-green` loads a new generation of index X, the alias
+# X + REBUILD_SUFFIX points at it, and every write for X is applied there too: the one consumer
+# of the stream keeps both generations current, in stream order. Looked up at most every
+# REBUILD_CHECK_SECONDS; reload waits longer than that before it starts to scan.
+REBUILD_CHECK_SECONDS = 5.0
+_rebuilds: dict[tuple[int, str], tuple[float, frozenset[str]]] = {}
+
+
+def rebuilding_indices(es: Any, prefix: str) -> frozenset[str]:
+    """Names X whose new generation is being loaded (alias X-rebuilding exists)."""
+    key = (id(es), prefix)
+    now = time.monotonic()
+    cached = _rebuilds.get(key)
+    if cached and now - cached[0] < REBUILD_CHECK_SECONDS:
+        return cached[1]
+    try:
+        found = es.indices.get_alias(name=f"{prefix}*{REBUILD_SUFFIX}")
+    except Exception as exc:  # 404: no rebuild runs
+        if _status(exc) != 404:
+            raise
+        found = {}
+    names = frozenset(
+        alias[: -len(REBUILD_SUFFIX)]
+        for info in found.values()
+        for alias in info.get("aliases", {})
+        if alias.endswith(REBUILD_SUFFIX)
+    )
+    _rebuilds[key] = (now, names)
+    return names
+
+
+def _rebuild_copies(es: Any, ops: list[_Op], prefix: str) -> list[_Op]:
+    targets = rebuilding_indices(es, prefix)
+    if not targets:
+        return []
+    copies = []
+    for op in ops:
+        meta = next(iter(op.action[0].values()))
+        if meta["_index"] in targets:
+            kind = next(iter(op.action[0]))
+            copy_meta = {**meta, "_index": meta["_index"] + REBUILD_SUFFIX}
+            copies.append(_Op(op.position, ({kind: copy_meta}, op.action[1])))
+    return copies
+
+
+def _status(exc: Exception) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(getattr(exc, "meta", None), "status", None)
+    return status if isinstance(status, int) else None
 
 
 def locate_document(es: Any, doc_id: str, prefix: str) -> list[str]:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 from ddb2es_cli.clients import Engine
 from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.sink import MANAGED_META
 
 Flavour = Literal["composable", "legacy"]
 COMPOSABLE: Flavour = "composable"
@@ -53,7 +54,6 @@ FLAVOURS: tuple[Flavour, ...] = (COMPOSABLE, LEGACY)
 
 DEFAULT_NAME = "ddb2es-single-shard"
 DEFAULT_PRIORITY = 10
-MANAGED_BY = {"managed_by": "ddb2es"}
 # Bumped when the body changes shape, so `GET _cat/templates` shows which ddb2es wrote it.
 TEMPLATE_VERSION = 1
 
@@ -197,7 +197,7 @@ def render(
     index_settings: dict[str, Any] = {"number_of_shards": 1}
     if spec.replicas is not None:
         index_settings["number_of_replicas"] = spec.replicas
-    mappings: dict[str, Any] = {"_meta": dict(MANAGED_BY)}
+    mappings: dict[str, Any] = {"_meta": dict(MANAGED_META)}
     if spec.numbers_as_double:
         # Two entries, not one with a list: `match_mapping_type` lists need Elasticsearch 8.9+.
         mappings["dynamic_templates"] = [
@@ -217,7 +217,7 @@ def render(
             "index_patterns": list(spec.patterns),
             "priority": spec.priority,
             "version": TEMPLATE_VERSION,
-            "_meta": dict(MANAGED_BY),
+            "_meta": dict(MANAGED_META),
             "template": {"settings": settings, "mappings": mappings},
         }
     if flavour == LEGACY:

@@ -27,12 +27,14 @@ from ddb2es_cli.transform import TableShape, to_document
 from tests.conftest import Stack
 
 
-def sample_items(n: int, types: tuple[str, ...] = ("Order", "invoice")) -> list[dict[str, Any]]:
+def sample_items(
+    n: int, types: tuple[str, ...] = ("Order", "invoice"), key_prefix: str = "key-"
+) -> list[dict[str, Any]]:
     items = []
     for i in range(n):
         items.append(
             {
-                "pk": {"S": f"key-{i:05d}"},
+                "pk": {"S": f"{key_prefix}{i:05d}"},
                 "TYPE": {"S": types[i % len(types)]},
                 "amount": {"N": f"{i}.25"},
                 "big": {"N": "1234567890123456789012345678.0123456789"},
