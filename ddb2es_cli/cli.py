@@ -822,9 +822,16 @@ def template_show(
     help="Parallel scan segments (default: 4 per core, at least 4).",
 )
 @click.option(
-    "--no-replay",
+    "--replay",
     is_flag=True,
-    help="blue-green: do not replay the tables' streams from the rebuild start.",
+    help="blue-green without a running stream consumer: replay the streams after the swap.",
+)
+@click.option(
+    "--verify-tolerance",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Documents an index may differ from a fresh count (tables taking writes).",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted reload.")
 @click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
@@ -846,7 +853,8 @@ def reload(
     keep: int,
     adopt: tuple[str, ...],
     segments: int | None,
-    no_replay: bool,
+    replay: bool,
+    verify_tolerance: int,
     resume: bool,
     yes: bool,
     dry_run: bool,
@@ -887,7 +895,8 @@ def reload(
         keep=keep,
         adopt=adopt,
         dry_run=dry_run,
-        replay=not no_replay,
+        replay=replay,
+        verify_tolerance=verify_tolerance,
         reindex=ReindexOptions(segments=segs, failures_path=failures_path, resume=resume),
     )
     plan = plan_reload(es, engine, ddb, app.settings, selected, options)
