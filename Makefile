@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DYNAMODB_PORT ?= 8000
 DEMO_ES_PORT ?= 9200
-DEMO_ITEMS ?= 10000
+DEMO_ITEMS ?= 5000
 DEMO_ENV := DDB2ES_DYNAMODB_ENDPOINT=http://127.0.0.1:$(DEMO_DYNAMODB_PORT) \
             DDB2ES_ES_URL=http://127.0.0.1:$(DEMO_ES_PORT)
 
@@ -39,7 +39,10 @@ demo: install java
 	$(BIN)/ddb2es local up --dynamodb-port $(DEMO_DYNAMODB_PORT) --es-port $(DEMO_ES_PORT)
 	$(DEMO_ENV) $(BIN)/ddb2es local seed --items $(DEMO_ITEMS)
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml doctor
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml template apply
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reindex --all
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reload --all --strategy blue-green --yes
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml stream --all --until-caught-up
 	@echo "The servers keep running: 'make demo-down' stops them."
 
 demo-down: install

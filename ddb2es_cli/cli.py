@@ -44,6 +44,22 @@ class AppContext:
         return self._settings
 
 
+def tables_argument(func: F) -> F:
+    """TABLE... or --all (every [[tables]] entry of the config file)."""
+    func = click.option(
+        "--all", "all_tables", is_flag=True, help="Every table in the config file."
+    )(func)
+    return click.argument("tables", nargs=-1)(func)
+
+
+segments_option = click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel scan segments (default: 4 per core, at least 4).",
+)
+
+
 def output_options(func: F) -> F:
     """--json and --quiet on every command as well as globally (`local up --json` reads well)."""
     func = click.option("--quiet", "quiet", is_flag=True, help="No progress bars or logs.")(func)
@@ -422,14 +438,8 @@ class _Bars:
 
 
 @cli.command()
-@click.argument("tables", nargs=-1)
-@click.option("--all", "all_tables", is_flag=True, help="Every table in the config file.")
-@click.option(
-    "--segments",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel scan segments (default: 4 per core, at least 4).",
-)
+@tables_argument
+@segments_option
 @click.option(
     "--bulk-workers",
     type=click.IntRange(min=1),
@@ -798,8 +808,7 @@ def template_show(
 
 
 @cli.command()
-@click.argument("tables", nargs=-1)
-@click.option("--all", "all_tables", is_flag=True, help="Every table in the config file.")
+@tables_argument
 @click.option(
     "--strategy",
     type=click.Choice(["blue-green", "delete"]),
@@ -815,12 +824,7 @@ def template_show(
     help="Previous generations kept (blue-green).",
 )
 @click.option("--adopt", multiple=True, help="Take over this existing unmanaged index.")
-@click.option(
-    "--segments",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel scan segments (default: 4 per core, at least 4).",
-)
+@segments_option
 @click.option(
     "--replay",
     is_flag=True,
@@ -963,8 +967,7 @@ def _confirm(question: str) -> bool:
 
 
 @cli.command()
-@click.argument("tables", nargs=-1)
-@click.option("--all", "all_tables", is_flag=True, help="Every table in the config file.")
+@tables_argument
 @click.option(
     "--from",
     "start",

@@ -4,6 +4,7 @@ see each other's data."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -170,3 +171,15 @@ def any_stack(request: pytest.FixtureRequest) -> Stack:
     name = "stack" if request.param == "opensearch" else "es_stack"
     stack: Stack = request.getfixturevalue(name)
     return stack
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS or DDB2ES_* settings from the outer environment, no ~/.aws, no ./ddb2es.toml."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "DDB2ES_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.chdir(tmp_path)

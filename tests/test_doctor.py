@@ -4,7 +4,6 @@ failed check never hides the others."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,7 @@ from ddb2es_cli.doctor import run_doctor
 from ddb2es_cli.errors import ExitStatus
 from tests.conftest import Stack
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No AWS or DDB2ES_* settings from the outer environment, no ~/.aws, no ./ddb2es.toml."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "DDB2ES_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def closed_url() -> str:
