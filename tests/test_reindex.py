@@ -374,13 +374,10 @@ def test_dry_run_changes_nothing(stack: Stack, tmp_path: Path) -> None:
     assert not (tmp_path / "s.json").exists()
 
 
-def test_resume_after_kill_9_ends_with_every_document_once(stack: Stack, tmp_path: Path) -> None:
-    table = stack.create_table("killed")
-    total = 1500
-    stack.put_items(table, sample_items(total, types=("k",)))
-    state = tmp_path / "state.json"
+def slow_reindex_command(stack: Stack, tmp_path: Path, table: str, state: Path) -> list[str]:
+    """`ddb2es reindex` in small pages and chunks, so a test can stop it half-way."""
     config = str(stack.config_file(tmp_path, table))
-    args = [
+    return [
         sys.executable,
         "-m",
         "ddb2es_cli",
@@ -400,6 +397,14 @@ def test_resume_after_kill_9_ends_with_every_document_once(stack: Stack, tmp_pat
         "--failures",
         str(tmp_path / "f.ndjson"),
     ]
+
+
+def test_resume_after_kill_9_ends_with_every_document_once(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("killed")
+    total = 1500
+    stack.put_items(table, sample_items(total, types=("k",)))
+    state = tmp_path / "state.json"
+    args = slow_reindex_command(stack, tmp_path, table, state)
     env = {**os.environ, **stack.cli_env()}
     proc = subprocess.Popen(args, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 60
@@ -451,27 +456,7 @@ def test_ctrl_c_exits_130_saves_state_and_restores_settings(stack: Stack, tmp_pa
     table = stack.create_table("interrupted")
     stack.put_items(table, sample_items(1500, types=("c",)))
     state = tmp_path / "state.json"
-    config = str(stack.config_file(tmp_path, table))
-    args = [
-        sys.executable,
-        "-m",
-        "ddb2es_cli",
-        "--config",
-        config,
-        "--quiet",
-        "reindex",
-        table,
-        "--segments",
-        "2",
-        "--page-size",
-        "20",
-        "--chunk-size",
-        "20",
-        "--state-file",
-        str(state),
-        "--failures",
-        str(tmp_path / "f.ndjson"),
-    ]
+    args = slow_reindex_command(stack, tmp_path, table, state)
     proc = subprocess.Popen(
         args, env={**os.environ, **stack.cli_env()}, cwd=tmp_path, stderr=subprocess.PIPE, text=True
     )
