@@ -99,6 +99,7 @@ class Stack:
         range_key: str | None = None,
         range_type: str = "N",
         stream: bool = False,
+        view: str = "NEW_AND_OLD_IMAGES",
     ) -> str:
         keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
         attrs = [{"AttributeName": hash_key, "AttributeType": hash_type}]
@@ -109,7 +110,7 @@ class Stack:
         if stream:
             extra["StreamSpecification"] = {
                 "StreamEnabled": True,
-                "StreamViewType": "NEW_AND_OLD_IMAGES",
+                "StreamViewType": view,
             }
         full = self.table_name(name)
         self.ddb.create_table(

@@ -244,6 +244,12 @@ def test_handler_module_imports_no_cli_libraries() -> None:
 # --- the runner on real streams -----------------------------------------------------------------
 
 
+def streams_client_for(stack: Stack) -> Any:
+    return make_dynamodb_client(
+        DynamoSettings(endpoint=stack.dynamodb_url, region="us-east-1"), "dynamodbstreams"
+    )
+
+
 def run_once(stack: Stack, table: str, tmp_path: Path, **options: Any) -> Any:
     streams = make_dynamodb_client(
         DynamoSettings(endpoint=stack.dynamodb_url, region="us-east-1"), "dynamodbstreams"
@@ -393,3 +399,71 @@ def test_handler_imports_from_the_lambda_modules_alone(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(str(package)) and out.stdout.strip().endswith("True")
+
+
+def test_keys_only_stream_reads_items_with_get_item(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("keysonly", stream=True, view="KEYS_ONLY")
+    stack.put_items(table, [item(f"k{i}", n={"N": str(i)}) for i in range(5)])
+    stack.ddb.delete_item(TableName=table, Key={"pk": {"S": "k4"}})
+    summary = run_once(stack, table, tmp_path)
+    assert summary.failures == 0
+    assert source(stack, "order", '{"pk":"k3"}') == {"pk": "k3", "TYPE": "Order", "n": 3}
+    assert source(stack, "order", '{"pk":"k4"}') is None
+
+
+class ExpiringStreams:
+    """The real streams client, but the first GetRecords says the iterator expired."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.expired = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_records(self, **kwargs: Any) -> Any:
+        if self.expired == 0:
+            from botocore.exceptions import ClientError
+
+            self.expired += 1
+            raise ClientError(
+                {"Error": {"Code": "ExpiredIteratorException", "Message": "expired"}},
+                "GetRecords",
+            )
+        return self._client.get_records(**kwargs)
+
+
+def test_runner_renews_an_expired_iterator(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("expiring", stream=True)
+    stack.put_items(table, [item(f"k{i}") for i in range(3)])
+    streams = ExpiringStreams(streams_client_for(stack))
+    settings = stack.settings(table)
+    summary = run_stream(
+        stack.ddb,
+        streams,
+        stack.es,
+        settings,
+        list(settings.tables),
+        StreamOptions(
+            until_caught_up=True,
+            state_path=tmp_path / "s.json",
+            failures_path=tmp_path / "f.ndjson",
+            poll_interval=0.05,
+        ),
+    )
+    assert streams.expired == 1 and summary.tables[table].records == 3
+
+
+def test_config_from_env_accepts_the_original_endpoint_variable() -> None:
+    from ddb2es_cli.stream import config_from_env
+
+    search, cfg = config_from_env(
+        {
+            "ELASTICSEARCH_ENDPOINT": "search-x.eu-west-1.es.amazonaws.com",
+            "DDB2ES_INDEX_PREFIX": "app-",
+        }
+    )
+    assert search.url == "https://search-x.eu-west-1.es.amazonaws.com"
+    assert search.auth == "aws-sigv4" and cfg.index_prefix == "app-"
+    with pytest.raises(ValueError):
+        config_from_env({})
