@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 # Exposed by the stdlib's C accelerator; the fastest exact way to quote a JSON string.
 from json.encoder import encode_basestring as _quote
@@ -33,6 +33,7 @@ _is_json_number = _JSON_NUMBER.match
 _BAD_INDEX_CHARS = frozenset('\\/*?"<>|,# :')
 _BAD_INDEX_START = ("-", "_", "+")
 MAX_INDEX_BYTES = 255
+_EXACT = Context(prec=200)  # beyond any DynamoDB number (38 digits, exponent -130..+125)
 
 
 class TransformError(ValueError):
@@ -82,8 +83,8 @@ def canonical_number(text: str) -> str:
         raise TransformError("invalid_number", repr(text))
     if value.is_zero():
         return "0"
-    plain = format(value.normalize(), "f")
-    return plain
+    # DynamoDB keeps 38 significant digits; the default context (28) would round them away.
+    return format(value.normalize(_EXACT), "f")
 
 
 def json_number(text: str) -> str:

@@ -130,6 +130,15 @@ def test_id_uses_canonical_numbers() -> None:
     assert canonical_number("1E+3") == "1000"
 
 
+def test_38_digit_keys_keep_every_digit_in_the_id() -> None:
+    shape = TableShape(hash_key="k")
+    first = to_document({"k": {"N": "12345678901234567890123456789012345671"}}, shape).id
+    second = to_document({"k": {"N": "12345678901234567890123456789012345672"}}, shape).id
+    assert first == '{"k":12345678901234567890123456789012345671}'
+    assert first != second
+    assert canonical_number("1.000000000000000000000000000000000000E+125") == "1" + "0" * 125
+
+
 def test_binary_and_non_ascii_keys() -> None:
     shape = TableShape(hash_key="k")
     assert to_document({"k": {"B": b"\x01\x02"}}, shape).id == '{"k":"AQI="}'

@@ -1,0 +1,1729 @@
+"""`drift`: is the index still true to the table? Counts, sampled documents, orphans, a full
+comparison, and a repair that makes it so.
+
+Checks, per table and per index of the table:
+
+1. Counts. `counts="exact"` (default): a parallel scan that projects only the key and type
+   attributes counts the items of every index, and separately the items whose type is not a valid
+   index name. It reads every item, so it consumes read capacity like any scan (a projection saves
+   bandwidth, not capacity: DynamoDB charges by item size); the report carries the units used.
+   `counts="estimate"`: DescribeTable's ItemCount, which AWS refreshes about every six hours, set
+   against the sum of the table's indices. Search side: `_count` per index, after a refresh when
+   `refresh` is set (without it, documents written since the last refresh are not counted).
+2. Sampled documents: `sample` items drawn uniformly at random, made into documents by the shared
+   transform, fetched by id from their index with `_mget`, compared field by field. With exact
+   counts the sample costs no extra scan: the count scan keeps the `sample` keys with the smallest
+   seeded hash (a bottom-k sample: uniform, and the same whatever order pages arrive in), then
+   BatchGetItem reads those items. With estimated counts the table is cut into about one segment
+   per 8 items (up to DynamoDB's 1,000,000) and random segments are scanned until enough items
+   are in hand; a 16-segment pilot at the finest cut guards against an estimate that is far too
+   low (a table that grew since AWS last counted). Segments split the partition-key hash space
+   evenly, so every item has the same chance; items sharing a partition key come together.
+3. Orphans: `orphans` documents per index drawn by a seeded `random_score` query; their keys come
+   from the id (or `_ddb2es_key`) and BatchGetItem (consistent reads) says whether the item is
+   gone or now maps to another index. A document whose key attributes are not the table's is
+   "foreign" (another table's document in a shared index): counted, never reported or deleted.
+4. Full comparison (`full`): every key of both sides. Each side's entries (index, id, hash of the
+   canonical document) go to one of `buckets` spill files by a hash of the id, and a digest per
+   bucket is kept in memory; only buckets whose digests differ are read back and compared, one at
+   a time. Memory is bounded by one bucket, not by the table.
+
+Which indices belong to a table: the default index plus every index seen in the count scan (or,
+with estimated counts, in the sample; or in the full scan). Orphan sampling and the full
+comparison cover exactly those indices. Several tables may feed one index (the same type, or
+items without one in `default`). A document is an orphan only when no table can claim it: not
+the checked tables, and not the other tables of the config file whose prefix fits the index
+(looked up with consistent reads; their documents count as "foreign"), and the repair checks
+this again before any delete. Tables outside the config file cannot be known. Counts of a
+shared index are compared with the sum of the tables checked in the same run; the report lists
+the configured tables it may also hold (`maybe_shared_with`).
+
+Estimated counts: the documents of the table's indices are set against ItemCount minus the
+items whose type is not a valid index name, whose share only the sample knows; its sampling
+error (two standard errors) widens the tolerance when the sample drew any.
+
+Numbers: both client libraries parse answers with floats, which would lose digits such as
+1234567890123456789.5, so drift sends its few requests (_mget, _search, scroll, _count, _refresh)
+through the client's own connection (its auth, TLS and SigV4 signing) and parses the raw bytes
+with Decimal. Numbers are equal when their values are (1.50 == 1.5). Elasticsearch and OpenSearch
+return `_source` as it was sent; an engine that re-renders it through doubles (the noida-db stand-in
+does) shows numbers with more than 15-17 significant digits as different, which they are.
+
+Repair (`repair`): for every key found drifted, a consistent BatchGetItem (the batched GetItem;
+stale scan images are never trusted) gives the truth; the document is written with a fresh
+version, (read start ms - overlap) x 1000 with `external_gte` (SPEC section 1), stale copies are
+deleted with a versioned delete, and what was written is read back. A 409 means a newer write is
+in flight: reported as such, not as repaired. `dry_run` plans the same steps and writes nothing.
+Drift found by counts alone cannot be repaired by key: run the full comparison to find the keys.
+A run on a table that is being written reports writes still on their way through the stream; the
+repair leaves those alone (409), and `tolerance` can accept a few.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import decimal
+import hashlib
+import heapq
+import json
+import logging
+import math
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from botocore.exceptions import ClientError
+
+from ddb2es_cli.config import Settings, TableSettings
+from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError, ExitStatus
+from ddb2es_cli.reindex import Progress, default_segments
+from ddb2es_cli.sink import BulkOptions, BulkWriter, delete_action, index_action
+from ddb2es_cli.source import (
+    CapacityLimiter,
+    Key,
+    SegmentTask,
+    TableInfo,
+    TableNotFound,
+    describe_table,
+    install_fast_decode,
+    key_for_request,
+    key_for_state,
+    scan_pages,
+)
+from ddb2es_cli.transform import (
+    KEY_FIELD,
+    Document,
+    TableShape,
+    TransformError,
+    document_id,
+    index_name,
+    invalid_index_reason,
+    key_from_id,
+    key_json,
+    scan_version,
+    to_document,
+    type_of,
+)
+
+log = logging.getLogger("ddb2es.drift")
+
+COUNT_MODES = ("exact", "estimate")
+MAX_SEGMENTS = 1_000_000  # DynamoDB's limit for TotalSegments
+ITEMS_PER_SEGMENT = 8  # how finely the estimate cuts the table for sampling
+PILOT_SEGMENTS = 16
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+MGET_DOCS = 500
+SCROLL_SIZE = 1000
+MAX_RESULT_WINDOW = 10_000  # the engines' default limit for one search page
+REPAIR_BATCH = 100
+
+
+class DriftError(Ddb2esError):
+    """The check could not be completed (the search cluster refused a request, ...)."""
+
+
+@dataclass
+class DriftOptions:
+    sample: int = 1000
+    orphans: int | None = None  # per index; None: the sample size
+    seed: int | None = None  # None: a random seed, reported so that the run can be repeated
+    counts: str = "exact"  # "exact" | "estimate"
+    full: bool = False
+    refresh: bool = False
+    tolerance: int = 0
+    repair: bool = False
+    dry_run: bool = False  # plan the repair, write nothing
+    segments: int = field(default_factory=default_segments)
+    max_rcu: float | None = None
+    examples: int = 5  # example findings kept per index and kind
+    buckets: int = 256  # full comparison: spill files per side
+    work_dir: Path | None = None  # full comparison: where spill files go (default: temp dir)
+    listed_steps: int = 200  # repair steps kept in the report (all are counted)
+    fast_decode: bool = True
+
+    @property
+    def orphan_sample(self) -> int:
+        return self.sample if self.orphans is None else self.orphans
+
+    @property
+    def repairing(self) -> bool:
+        return self.repair or self.dry_run
+
+    def validate(self) -> None:
+        if self.counts not in COUNT_MODES:
+            raise ConfigError(f"--counts must be one of {', '.join(COUNT_MODES)}")
+        if self.sample < 0 or self.orphan_sample < 0:
+            raise ConfigError("--sample and --orphans must be 0 or more")
+        if self.tolerance < 0:
+            raise ConfigError("--tolerance must be 0 or more")
+        if self.segments < 1:
+            raise ConfigError("--segments must be at least 1")
+        if not 1 <= self.buckets <= 65536:
+            raise ConfigError("buckets must be between 1 and 65536")
+        if self.full and self.counts == "estimate":
+            raise ConfigError("--full counts every item exactly; drop --counts estimate")
+        if self.counts == "estimate" and not self.full and self.sample < 1:
+            raise ConfigError("--counts estimate needs a sample: it finds the table's indices")
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One document that is not what the table says: `missing`, `different` or `orphan`."""
+
+    kind: str
+    table: str
+    index: str
+    id: str
+    key_json: str
+    reason: str = ""  # orphans: item_gone | type_changed | invalid_index_name | id_not_canonical
+    fields: tuple[str, ...] = ()  # `different`: the fields that differ (dotted paths)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "index": self.index, "id": self.id}
+        if self.key_json != self.id:
+            data["key"] = self.key_json
+        if self.reason:
+            data["reason"] = self.reason
+        if self.kind == "different":
+            data["fields"] = list(self.fields)
+        return data
+
+
+@dataclass
+class FullCounts:
+    missing: int = 0
+    different: int = 0
+    orphans: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.missing + self.different + self.orphans
+
+
+@dataclass
+class IndexReport:
+    index: str
+    table_count: int | None = None  # items of this table for this index (None: estimated)
+    index_count: int | None = None  # `_count` (None: not asked)
+    exists: bool = True
+    shared_with: list[str] = field(default_factory=list)  # other tables of the run feeding it
+    maybe_shared_with: list[str] = field(default_factory=list)  # configured, not checked
+    expected_count: int | None = None  # table_count summed over the tables sharing the index
+    sampled: int = 0  # sampled items that belong to this index
+    missing: int = 0
+    different: int = 0
+    orphans_checked: int = 0
+    orphans: int = 0
+    foreign: int = 0
+    full: FullCounts | None = None
+    examples: list[Finding] = field(default_factory=list)
+
+    @property
+    def difference(self) -> int | None:
+        expected = self.table_count if self.expected_count is None else self.expected_count
+        if expected is None or self.index_count is None:
+            return None
+        return self.index_count - expected
+
+    def wants_example(self, kind: str, limit: int) -> bool:
+        """A few examples of each kind of finding (`limit` per kind)."""
+        return sum(1 for f in self.examples if f.kind == kind) < limit
+
+    @property
+    def sampled_findings(self) -> int:
+        return self.missing + self.different + self.orphans
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "exists": self.exists,
+            "table_count": self.table_count,
+            "index_count": self.index_count,
+            "difference": self.difference,
+            "shared_with": self.shared_with,
+            "maybe_shared_with": self.maybe_shared_with,
+            "sampled": self.sampled,
+            "missing": self.missing,
+            "different": self.different,
+            "orphans_checked": self.orphans_checked,
+            "orphans": self.orphans,
+            "foreign": self.foreign,
+            "full": vars(self.full) if self.full is not None else None,
+            "examples": [f.as_dict() for f in self.examples],
+        }
+
+
+@dataclass
+class TableReport:
+    table: str
+    hash_key: str
+    range_key: str | None
+    counts_mode: str
+    items: int = 0  # exact count, or the estimate (see items_estimated)
+    items_estimated: bool = False
+    invalid_index_items: int = 0  # items whose type is not a valid index name (never indexed)
+    invalid_index_types: dict[str, int] = field(default_factory=dict)
+    untransformable: int = 0  # items the transform refused for another reason
+    sample_method: str = "none"  # key-scan | segments | full | none
+    sample_requested: int = 0
+    sample_drawn: int = 0
+    sample_checked: int = 0
+    sample_vanished: int = 0  # drawn, then gone before BatchGetItem read them
+    sample_invalid: int = 0  # sampled items whose type is not a valid index name
+    total_segments: int | None = None  # segment sampling: how finely the table was cut
+    segments_scanned: int = 0
+    rcu: dict[str, float] = field(default_factory=dict)
+    indices: dict[str, IndexReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why the table counts as drifted
+    sample_keys: list[str] = field(default_factory=list, repr=False)  # key JSON, rank order
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.reasons)
+
+    def index(self, name: str) -> IndexReport:
+        if name not in self.indices:
+            self.indices[name] = IndexReport(name, table_count=0 if self.exact else None)
+        return self.indices[name]
+
+    @property
+    def exact(self) -> bool:
+        return self.counts_mode == "exact"
+
+    def add_rcu(self, phase: str, units: float) -> None:
+        self.rcu[phase] = self.rcu.get(phase, 0.0) + units
+
+    def record(self, finding: Finding, examples: int, *, full: bool = False) -> None:
+        report = self.index(finding.index)
+        if full:
+            counts = report.full if report.full is not None else FullCounts()
+            report.full = counts
+            setattr(counts, _plural(finding.kind), getattr(counts, _plural(finding.kind)) + 1)
+        else:
+            setattr(report, _plural(finding.kind), getattr(report, _plural(finding.kind)) + 1)
+        if report.wants_example(finding.kind, examples):
+            report.examples.append(finding)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "hash_key": self.hash_key,
+            "range_key": self.range_key,
+            "counts": self.counts_mode,
+            "items": self.items,
+            "items_estimated": self.items_estimated,
+            "invalid_index_items": self.invalid_index_items,
+            "invalid_index_types": dict(sorted(self.invalid_index_types.items())),
+            "untransformable": self.untransformable,
+            "sample": {
+                "method": self.sample_method,
+                "requested": self.sample_requested,
+                "drawn": self.sample_drawn,
+                "checked": self.sample_checked,
+                "vanished": self.sample_vanished,
+                "invalid_index_name": self.sample_invalid,
+                "total_segments": self.total_segments,
+                "segments_scanned": self.segments_scanned,
+            },
+            "rcu": {phase: round(units, 1) for phase, units in sorted(self.rcu.items())},
+            "indices": [self.indices[name].as_dict() for name in sorted(self.indices)],
+            "notes": self.notes,
+            "drifted": self.drifted,
+            "reasons": self.reasons,
+        }
+
+
+def _plural(kind: str) -> str:
+    return "orphans" if kind == "orphan" else kind
+
+
+@dataclass
+class RepairStep:
+    """One change of a repair plan: `index` a fresh document, or `delete` a stale one."""
+
+    action: str
+    table: str
+    index: str
+    id: str
+    key_json: str
+    version: int
+    reason: str
+    source: str | None = None  # the document (index steps)
+    outcome: str = "planned"  # indexed | deleted | newer_write_in_flight | already_gone | failed
+    error: str | None = None
+    verified: bool | None = None
+
+    def describe(self, dry_run: bool = False) -> str:
+        where = "into" if self.action == "index" else "from"
+        verb = f"Would {self.action}" if dry_run else self.action.capitalize()
+        return (
+            f"{verb} {self.id} {where} {self.index} "
+            f"(version {self.version}, external_gte): {self.reason}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "table": self.table,
+            "index": self.index,
+            "id": self.id,
+            "version": self.version,
+            "version_type": "external_gte",
+            "reason": self.reason,
+            "outcome": self.outcome,
+        }
+        if self.key_json != self.id:
+            data["key"] = self.key_json
+        if self.source is not None:
+            data["document"] = self.source
+        if self.error:
+            data["error"] = self.error
+        if self.verified is not None:
+            data["verified"] = self.verified
+        return data
+
+
+@dataclass
+class RepairResult:
+    dry_run: bool
+    keys: int = 0  # drifted keys re-read
+    planned: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    newer_write_in_flight: int = 0  # 409: a newer write landed first; left alone
+    already_gone: int = 0  # delete found nothing to delete
+    already_in_sync: int = 0  # the fresh read matches the index now (the write was in flight)
+    other_tables: int = 0  # not deleted: another table has an item for the document
+    failed: int = 0
+    verified: int = 0  # read back after the write and found right
+    not_verified: int = 0
+    steps: list[RepairStep] = field(default_factory=list)  # the first `listed_steps`
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "keys": self.keys,
+            "planned": self.planned,
+            "indexed": self.indexed,
+            "deleted": self.deleted,
+            "newer_write_in_flight": self.newer_write_in_flight,
+            "already_gone": self.already_gone,
+            "already_in_sync": self.already_in_sync,
+            "other_tables": self.other_tables,
+            "failed": self.failed,
+            "verified": self.verified,
+            "not_verified": self.not_verified,
+            "steps": [s.as_dict() for s in self.steps],
+            "steps_listed": len(self.steps),
+        }
+
+
+@dataclass
+class DriftReport:
+    tables: list[TableReport]
+    seed: int
+    options: DriftOptions
+    repair: RepairResult | None = None
+    duration_s: float = 0.0
+
+    @property
+    def drifted(self) -> bool:
+        """Drift was found (beyond the tolerance); a repair does not change what was found."""
+        return any(t.drifted for t in self.tables)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.DIFFERS if self.drifted else ExitStatus.OK
+
+    def as_dict(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "drifted": self.drifted,
+            "seed": self.seed,
+            "options": {
+                "counts": o.counts,
+                "sample": o.sample,
+                "orphans": o.orphan_sample,
+                "full": o.full,
+                "refresh": o.refresh,
+                "tolerance": o.tolerance,
+                "repair": o.repair,
+                "dry_run": o.dry_run,
+                "segments": o.segments,
+            },
+            "tables": [t.as_dict() for t in self.tables],
+            "repair": self.repair.as_dict() if self.repair is not None else None,
+            "duration_s": round(self.duration_s, 2),
+        }
+
+
+# --- the search side as raw JSON -------------------------------------------------------------
+
+_RETRY_STATUS = frozenset({429, 502, 503, 504})
+_ERROR_STATUSES = tuple(range(300, 600))
+
+
+class SearchJson:
+    """A few requests to the search cluster, answered as JSON with Decimal numbers.
+
+    The client's own connection does the work (auth, TLS, SigV4), but its answer is parsed
+    here: both client libraries parse floats, and `_source` numbers must keep their digits.
+    Connection errors and 429/50x are retried a few times with backoff.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        label: str = "the search cluster",
+        *,
+        attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        transport = getattr(client, "transport", None)
+        self._send: Callable[[str, str, bytes | None, Mapping[str, str] | None], tuple[int, Any]]
+        if hasattr(transport, "get_connection"):
+            self._send = self._send_opensearch
+        elif hasattr(transport, "node_pool"):
+            self._send = self._send_elasticsearch
+        else:
+            raise ConfigError("drift needs an opensearch-py or elasticsearch-py client")
+        self.client = client
+        self.label = label
+        self.attempts = attempts
+        self.sleep = sleep
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        allow: Iterable[int] = (),
+    ) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        status, raw = 0, b""
+        for attempt in range(self.attempts):
+            last = attempt == self.attempts - 1
+            try:
+                status, raw = self._send(method, path, data, params)
+            except Exception as exc:
+                if not _is_connection_error(exc) or last:
+                    if _is_connection_error(exc):
+                        raise ConnectionFailed(
+                            f"cannot reach {self.label}: {type(exc).__name__}"
+                        ) from None
+                    raise
+                self.sleep(0.5 * 2**attempt)
+                continue
+            if status in _RETRY_STATUS and not last:
+                self.sleep(0.5 * 2**attempt)
+                continue
+            break
+        parsed = json.loads(raw, parse_float=Decimal) if raw else None
+        if 200 <= status < 300 or status in set(allow):
+            return status, parsed
+        if status in (401, 403):
+            raise ConnectionFailed(f"{self.label} refused our credentials (HTTP {status})")
+        raise DriftError(f"{method} {path}: HTTP {status}: {_error_reason(parsed)}")
+
+    def _send_opensearch(
+        self, method: str, path: str, data: bytes | None, params: Mapping[str, str] | None
+    ) -> tuple[int, Any]:
+        connection = self.client.transport.get_connection()
+        headers = {"content-type": "application/json"} if data is not None else None
+        status, _headers, raw = connection.perform_request(
+            method, path, params=params, body=data, headers=headers, ignore=_ERROR_STATUSES
+        )
+        return int(status), raw
+
+    def _send_elasticsearch(
+        self, method: str, path: str, data: bytes | None, params: Mapping[str, str] | None
+    ) -> tuple[int, Any]:
+        from elastic_transport import HttpHeaders
+
+        # The client's own headers carry its auth (basic, API key); plain JSON suits 8 and 9.
+        headers = HttpHeaders(getattr(self.client, "_headers", None) or {})
+        headers["accept"] = "application/json"
+        if data is not None:
+            headers["content-type"] = "application/json"
+        target = path + ("?" + urlencode(params) if params else "")
+        node = self.client.transport.node_pool.get()
+        response = node.perform_request(method, target, body=data, headers=headers)
+        return int(response.meta.status), response.body
+
+    # -- the requests drift makes --
+
+    def refresh(self, indices: Iterable[str]) -> None:
+        for name in sorted(set(indices)):
+            self.request("POST", f"/{_q(name)}/_refresh", allow=(404,))
+
+    def count(self, index: str) -> int | None:
+        """Documents in `index`, or None when it does not exist."""
+        status, body = self.request("GET", f"/{_q(index)}/_count", allow=(404,))
+        return None if status == 404 else int(body["count"])
+
+    def mget(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        """`_source` of each (index, id) that exists; absent pairs (and indices) are left out."""
+        found: dict[tuple[str, str], Any] = {}
+        for start in range(0, len(pairs), MGET_DOCS):
+            chunk = pairs[start : start + MGET_DOCS]
+            docs = [{"_index": index, "_id": doc_id} for index, doc_id in chunk]
+            _, body = self.request("POST", "/_mget", {"docs": docs})
+            for (index, doc_id), doc in zip(chunk, body["docs"], strict=True):
+                if doc.get("found"):
+                    found[(index, doc_id)] = doc.get("_source", {})
+                elif "error" in doc and not _is_index_missing(doc["error"]):
+                    raise DriftError(f"mget {index}/{doc_id}: {_error_reason(doc)}")
+        return found
+
+    def random_docs(self, index: str, size: int, seed: int) -> list[tuple[str, Any]]:
+        """(id, _source with only `_ddb2es_key`) of `size` documents in a seeded random order."""
+        body = {
+            "size": min(size, MAX_RESULT_WINDOW),
+            "_source": [KEY_FIELD],
+            "query": {
+                "function_score": {
+                    "query": {"match_all": {}},
+                    "random_score": {"seed": seed, "field": "_seq_no"},
+                }
+            },
+        }
+        status, answer = self.request("POST", f"/{_q(index)}/_search", body, allow=(404,))
+        if status == 404:
+            return []
+        return [(hit["_id"], hit.get("_source") or {}) for hit in answer["hits"]["hits"]]
+
+    def scroll(self, index: str) -> Iterator[tuple[str, Any]]:
+        """(id, _source) of every document in `index` (none when it does not exist)."""
+        status, answer = self.request(
+            "POST",
+            f"/{_q(index)}/_search",
+            {"size": SCROLL_SIZE, "sort": ["_doc"]},
+            params={"scroll": "5m"},
+            allow=(404,),
+        )
+        if status == 404:
+            return
+        scroll_id = answer.get("_scroll_id")
+        try:
+            while answer["hits"]["hits"]:
+                for hit in answer["hits"]["hits"]:
+                    yield hit["_id"], hit.get("_source") or {}
+                _, answer = self.request(
+                    "POST", "/_search/scroll", {"scroll": "5m", "scroll_id": scroll_id}
+                )
+                scroll_id = answer.get("_scroll_id", scroll_id)
+        finally:
+            if scroll_id:
+                try:
+                    self.request(
+                        "DELETE", "/_search/scroll", {"scroll_id": [scroll_id]}, allow=(404,)
+                    )
+                except Ddb2esError as exc:  # the scroll expires by itself
+                    log.debug("could not clear a scroll: %s", exc)
+
+
+def _q(index: str) -> str:
+    return quote(index, safe="")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "ConnectionTimeout", "SSLError"})
+
+
+def _is_index_missing(error: Any) -> bool:
+    return isinstance(error, dict) and error.get("type") == "index_not_found_exception"
+
+
+def _error_reason(body: Any) -> str:
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return f"{error.get('type', 'error')}: {error.get('reason', '')}"[:300]
+        return str(error)[:300]
+    return str(body)[:300]
+
+
+# --- comparing documents ---------------------------------------------------------------------
+
+
+def parse_document(text: str | bytes) -> Any:
+    """A document's JSON with exact numbers (what both sides are compared as)."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def canonical(value: Any) -> str:
+    """One spelling per value: keys sorted, numbers by value (1.50, 1.5 and 15E-1 agree)."""
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(json.dumps(k) + ":" + canonical(value[k]) for k in sorted(value)) + "}"
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(canonical(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, Decimal)):
+        return number_text(value)
+    if isinstance(value, float):  # not from our parser; kept comparable all the same
+        return number_text(Decimal(repr(value)))
+    return json.dumps(value)
+
+
+_EXACT = decimal.Context(prec=1000)  # DynamoDB numbers have up to 38 digits: never round
+
+
+def number_text(value: int | Decimal) -> str:
+    """A number's value as plain digits: 1.50, 1.5 and 15E-1 all give 1.5 (no rounding)."""
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value}")
+    if number.is_zero():
+        return "0"
+    return format(number.normalize(_EXACT), "f")
+
+
+def source_hash(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:32]
+
+
+def differing_fields(expected: Any, actual: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the fields that differ (objects are walked; arrays compare whole)."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        paths: list[str] = []
+        for name in sorted(set(expected) | set(actual)):
+            path = f"{prefix}{name}"
+            if name not in expected or name not in actual:
+                paths.append(path)
+            else:
+                paths.extend(differing_fields(expected[name], actual[name], path + "."))
+        return paths
+    if canonical(expected) == canonical(actual):
+        return []
+    return [prefix.rstrip(".") or "<document>"]
+
+
+# --- DynamoDB helpers --------------------------------------------------------------------------
+
+
+@dataclass
+class _Table:
+    """One table of the run: what the checks need to know about it."""
+
+    settings: TableSettings
+    info: TableInfo
+    shape: TableShape
+    key_types: dict[str, str]
+    report: TableReport
+    sample_items: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def default_index(self) -> str | None:
+        name = (self.shape.index_prefix + self.shape.default_type).lower()
+        return name if invalid_index_reason(name) is None else None
+
+    def request_key(self, key_text: str) -> Key | None:
+        """A document-form key (`{"pk":"a"}`) as DynamoDB wants it; None if not this table's."""
+        try:
+            key = json.loads(key_text, parse_float=Decimal, parse_int=Decimal)
+        except ValueError:
+            return None
+        return self.request_key_of(key)
+
+    def request_key_of(self, key: Any) -> Key | None:
+        """The same for a key already parsed (numbers as Decimal)."""
+        if not isinstance(key, dict) or set(key) != set(self.shape.key_names):
+            return None
+        out: Key = {}
+        for name, value in key.items():
+            kind = self.key_types.get(name, "S")
+            if kind == "N" and isinstance(value, Decimal):
+                out[name] = {"N": number_text(value)}
+            elif kind == "S" and isinstance(value, str):
+                out[name] = {"S": value}
+            elif kind == "B" and isinstance(value, str):
+                try:
+                    out[name] = {"B": base64.b64decode(value, validate=True)}
+                except ValueError:
+                    return None
+            else:
+                return None
+        return out
+
+    def key_text(self, item: Mapping[str, Any]) -> str:
+        return key_json(item, self.shape.key_names)
+
+    def could_feed(self, index: str) -> bool:
+        return index.startswith(self.shape.index_prefix.lower())
+
+
+def _open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> _Table:
+    info = describe_table(ddb, table.name)
+    # TableInfo has no key types, and keys decoded from ids need them (S, N or B).
+    described = ddb.describe_table(TableName=table.name)["Table"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}
+    counts = "exact" if options.full else options.counts
+    report = TableReport(info.name, info.hash_key, info.range_key, counts)
+    return _Table(table, info, table.shape(info.hash_key, info.range_key), types, report)
+
+
+def _projection(shape: TableShape) -> tuple[str, dict[str, str]]:
+    names: dict[str, str] = {}
+    for attribute in (*shape.key_names, shape.type_attribute):
+        if attribute not in names.values():
+            names[f"#a{len(names)}"] = attribute
+    return ", ".join(names), names
+
+
+def batch_get(
+    ddb: Any,
+    table: _Table,
+    keys: Sequence[Key],
+    *,
+    consistent: bool,
+    projection: bool = False,
+    phase: str,
+) -> Iterator[tuple[str, dict[str, Any] | None, int]]:
+    """(key JSON, item or None, read start ms) for every key; unprocessed keys are re-sent."""
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        pending = {table.key_text(k): k for k in keys[start : start + BATCH_GET_KEYS]}
+        attempt = 0
+        while pending:
+            request: dict[str, Any] = {
+                "Keys": [key_for_request(k) for k in pending.values()],
+                "ConsistentRead": consistent,
+            }
+            if projection:
+                expression, names = _projection(table.shape)
+                request["ProjectionExpression"] = expression
+                request["ExpressionAttributeNames"] = names
+            started_ms = int(time.time() * 1000)
+            response = ddb.batch_get_item(
+                RequestItems={table.name: request}, ReturnConsumedCapacity="TOTAL"
+            )
+            for used in response.get("ConsumedCapacity", []):
+                table.report.add_rcu(phase, float(used.get("CapacityUnits", 0.0)))
+            unprocessed = response.get("UnprocessedKeys", {}).get(table.name, {}).get("Keys", [])
+            retry = {table.key_text(k): k for k in unprocessed}
+            for item in response.get("Responses", {}).get(table.name, []):
+                text = table.key_text(item)
+                pending.pop(text, None)
+                yield text, item, started_ms
+            for text in [t for t in pending if t not in retry]:
+                del pending[text]
+                yield text, None, started_ms
+            if pending:
+                attempt += 1
+                time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
+
+
+class _BottomK:
+    """The `size` keys with the smallest seeded hash: a uniform random sample of everything
+    offered, the same whatever order it is offered in."""
+
+    def __init__(self, size: int, salt: str) -> None:
+        self.size = size
+        self.salt = salt.encode()
+        self._heap: list[tuple[int, str, Any]] = []
+
+    def offer(self, key_text: str, payload: Any) -> None:
+        if self.size <= 0:
+            return
+        digest = hashlib.sha256(self.salt + key_text.encode()).digest()
+        rank = int.from_bytes(digest[:8], "big")
+        if len(self._heap) < self.size:
+            heapq.heappush(self._heap, (-rank, key_text, payload))
+        elif rank < -self._heap[0][0]:
+            heapq.heapreplace(self._heap, (-rank, key_text, payload))
+
+    def payloads(self) -> list[Any]:
+        return [payload for _, _, payload in sorted(self._heap, key=lambda e: (-e[0], e[1]))]
+
+
+# --- the table side: counts and the sample -------------------------------------------------------
+
+
+class _Run:
+    """One drift run; everything happens on the caller's thread (scan threads only scan)."""
+
+    def __init__(
+        self,
+        ddb: Any,
+        es: Any,
+        settings: Settings,
+        tables: list[_Table],
+        options: DriftOptions,
+        seed: int,
+        progress: Progress | None,
+    ) -> None:
+        self.ddb, self.es, self.settings, self.options = ddb, es, settings, options
+        self.tables = tables
+        self.seed = seed
+        self.progress = progress
+        self.search = SearchJson(es, settings.search.safe_url)
+        self.limiter = CapacityLimiter(options.max_rcu)
+        self.repairer = _Repairer(self) if options.repairing else None
+        self._others: list[_Table] | None = None
+        self.index_owners: dict[str, list[_Table]] = {}
+
+    # -- who may own a document --
+
+    def candidates(self, index: str) -> list[_Table]:
+        """Every table that could feed `index`: this run's, then the other configured tables
+        whose prefix matches (their documents must never pass for orphans of ours)."""
+        if self._others is None:
+            self._others = []
+            checked = {t.name for t in self.tables}
+            for table in self.settings.tables:
+                if table.name not in checked:
+                    try:
+                        self._others.append(_open_table(self.ddb, table, self.options))
+                    except TableNotFound:
+                        log.warning("configured table %s does not exist", table.name)
+        return [t for t in (*self.tables, *self._others) if t.could_feed(index)]
+
+    def others(self, index: str, but: _Table | None = None) -> list[_Table]:
+        """The candidates of `index` other than `but` (default: other than this run's)."""
+        if but is None:
+            return [t for t in self.candidates(index) if t not in self.tables]
+        return [t for t in self.candidates(index) if t is not but]
+
+    def claimed(
+        self, index: str, tables: Sequence[_Table], docs: Sequence[tuple[str, str]]
+    ) -> set[str]:
+        """Ids of the documents (id, key JSON) for which one of `tables` has an item that
+        belongs in `index` under that very id (consistent reads)."""
+        found: set[str] = set()
+        for table in tables:
+            keys: dict[str, tuple[Key, list[str]]] = {}
+            for doc_id, text in docs:
+                key = table.request_key(text)
+                if key is not None:
+                    keys.setdefault(table.key_text(key), (key, []))[1].append(doc_id)
+            if not keys:
+                continue
+            answers = batch_get(
+                self.ddb,
+                table,
+                [key for key, _ in keys.values()],
+                consistent=True,
+                projection=True,
+                phase="orphans",
+            )
+            for text, item, _ in answers:
+                ids = keys[text][1] if text in keys else []
+                found.update(i for i in ids if not _orphan_reason(table, index, i, text, item))
+        return found
+
+    # -- exact counts (and the bottom-k sample) --
+
+    def count_exact(self, table: _Table) -> None:
+        report = table.report
+        sampler = _BottomK(self.options.sample, f"{self.seed}:{table.name}")
+        expression, names = _projection(table.shape)
+        counts: Counter[str] = Counter()
+        for page in self._scan(table, projection=expression, names=names):
+            report.add_rcu("count_scan", page.consumed_rcu)
+            for item in page.items:
+                report.items += 1
+                try:
+                    text = table.key_text(item)
+                    counts[index_name(item, table.shape)] += 1
+                except TransformError as exc:
+                    self._count_failure(table, item, exc)
+                    continue
+                sampler.offer(text, key_for_state({k: item[k] for k in table.shape.key_names}))
+        for name, number in counts.items():
+            report.index(name).table_count = number
+        report.notes.append(
+            "exact counts scan every item; only the key and type attributes are returned, but "
+            "DynamoDB charges read capacity by item size: "
+            f"{report.rcu.get('count_scan', 0.0):.1f} RCU consumed"
+        )
+        report.sample_method = "key-scan"
+        report.sample_requested = self.options.sample
+        keys = sampler.payloads()
+        report.sample_drawn = len(keys)
+        fetched = {}
+        for text, item, _ in batch_get(self.ddb, table, keys, consistent=False, phase="sample"):
+            if item is None:
+                report.sample_vanished += 1
+            else:
+                fetched[text] = item
+        # Keep the sample's order (by rank), which does not depend on DynamoDB's answers.
+        report.sample_keys = [table.key_text(k) for k in keys]
+        table.sample_items = [fetched[t] for t in report.sample_keys if t in fetched]
+
+    def _count_failure(self, table: _Table, item: Mapping[str, Any], exc: TransformError) -> None:
+        report = table.report
+        if exc.reason == "invalid_index_name":
+            report.invalid_index_items += 1
+            kind = type_of(item, table.shape)
+            if kind in report.invalid_index_types or len(report.invalid_index_types) < 20:
+                report.invalid_index_types[kind] = report.invalid_index_types.get(kind, 0) + 1
+        else:
+            report.untransformable += 1
+
+    def _scan(
+        self,
+        table: _Table,
+        *,
+        projection: str | None = None,
+        names: dict[str, str] | None = None,
+        tasks: list[SegmentTask] | None = None,
+    ) -> Iterator[Any]:
+        if tasks is None:
+            total = self.options.segments
+            tasks = [SegmentTask(table.name, s, total) for s in range(total)]
+            if self.progress is not None:
+                self.progress.start(table.name, table.info.item_count)
+        pages = scan_pages(
+            self.ddb,
+            tasks,
+            workers=self.options.segments,
+            limiter=self.limiter,
+            projection=projection,
+            expression_names=names,
+        )
+        try:
+            for page in pages:
+                if self.progress is not None:
+                    self.progress.advance(table.name, len(page.items))
+                yield page
+        finally:
+            pages.close()
+
+    # -- estimated counts (and the segment sample) --
+
+    def count_estimate(self, table: _Table) -> None:
+        report = table.report
+        report.items = table.info.item_count
+        report.items_estimated = True
+        report.notes.append(
+            "estimated counts come from DescribeTable's ItemCount, which AWS refreshes about "
+            "every six hours: recent writes are not in it"
+        )
+        self.sample_segments(table)
+
+    def sample_segments(self, table: _Table) -> None:
+        """Scan random segments of a finely cut table until `sample` items are in hand."""
+        report = table.report
+        wanted = self.options.sample
+        report.sample_method = "segments"
+        report.sample_requested = wanted
+        if wanted <= 0:
+            return
+        rng = random.Random(f"{self.seed}:{table.name}:segments")
+        pilot = rng.sample(range(MAX_SEGMENTS), PILOT_SEGMENTS)
+        found = sum(len(items) for items in self._scan_segments(table, pilot, MAX_SEGMENTS))
+        # Hits are about Poisson(expected): only far more than the estimate allows overrule it.
+        estimate = table.info.item_count
+        expected = PILOT_SEGMENTS * estimate / MAX_SEGMENTS
+        if found > expected + 3 * math.sqrt(expected) + 2:
+            estimate = found * MAX_SEGMENTS // PILOT_SEGMENTS
+            report.notes.append(
+                f"the item count estimate ({table.info.item_count}) is far too low: "
+                f"sampling as for about {estimate} items"
+            )
+        total = min(MAX_SEGMENTS, max(1, math.ceil(estimate / ITEMS_PER_SEGMENT)))
+        collected: list[dict[str, Any]] = []
+        replans = 0
+        order = _segment_order(rng, total)
+        scanned = 0
+        budget = 20 * math.ceil(wanted / ITEMS_PER_SEGMENT) + 1000
+        while len(collected) < wanted and scanned < budget:
+            density = len(collected) / scanned if scanned else ITEMS_PER_SEGMENT
+            size = math.ceil(1.25 * (wanted - len(collected)) / max(density, 0.05))
+            if scanned == 0:  # a small first round measures how full segments really are
+                size = min(size, max(4, self.options.segments))
+            batch = [s for _, s in zip(range(min(size, budget - scanned)), order, strict=False)]
+            if not batch:
+                break
+            for items in self._scan_segments(table, batch, total):
+                collected.extend(items)
+            first_round = scanned == 0
+            scanned += len(batch)
+            density = len(collected) / scanned
+            too_full = density > 8 * ITEMS_PER_SEGMENT and total < MAX_SEGMENTS
+            if first_round and too_full and replans < 2:
+                # The estimate was far too low: cut finer and start over.
+                replans += 1
+                total = min(MAX_SEGMENTS, math.ceil(total * density / ITEMS_PER_SEGMENT))
+                report.notes.append(
+                    f"segments held {density:.0f} items each, not {ITEMS_PER_SEGMENT}: the item "
+                    f"count estimate is too low; cut the table into {total} segments instead"
+                )
+                order = _segment_order(rng, total)
+                collected, scanned = [], 0
+        if scanned >= budget and len(collected) < wanted:
+            report.notes.append(
+                f"sampling stopped after {scanned} segment scans with {len(collected)} items: "
+                "the table holds far fewer items than its estimate"
+            )
+        sampler = _BottomK(wanted, f"{self.seed}:{table.name}")
+        for item in collected:
+            with contextlib.suppress(TransformError):  # a key the transform refuses
+                sampler.offer(table.key_text(item), item)
+        table.sample_items = sampler.payloads()
+        report.sample_keys = [table.key_text(item) for item in table.sample_items]
+        report.sample_drawn = len(table.sample_items)
+        report.total_segments = total
+        report.segments_scanned = scanned
+        for item in table.sample_items:
+            with contextlib.suppress(TransformError):  # counted when the sample is checked
+                report.index(index_name(item, table.shape))
+
+    def _scan_segments(
+        self, table: _Table, segments: list[int], total: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        tasks = [SegmentTask(table.name, s, total) for s in segments]
+        for page in self._scan(table, tasks=tasks):
+            table.report.add_rcu("sample", page.consumed_rcu)
+            yield page.items
+
+    # -- the search side: counts, sampled documents, orphans --
+
+    def owners(self) -> dict[str, list[_Table]]:
+        """Every index of the run and the tables that feed it."""
+        owners: dict[str, list[_Table]] = {}
+        for table in self.tables:
+            default = table.default_index
+            if default is not None:
+                table.report.index(default)
+            for name in table.report.indices:
+                owners.setdefault(name, []).append(table)
+        self.index_owners = owners
+        return owners
+
+    def run_tables_for(self, index: str) -> list[tuple[int, _Table]]:
+        """(position, table) of this run's tables that could feed `index`, those that do first:
+        an orphan is charged to the first whose key attributes it has."""
+        owners = self.index_owners.get(index, [])
+        ranked = sorted(enumerate(self.tables), key=lambda pt: pt[1] not in owners)
+        return [(p, t) for p, t in ranked if t.could_feed(index)]
+
+    def count_indices(self, owners: dict[str, list[_Table]]) -> None:
+        if self.options.refresh:
+            self.search.refresh(owners)
+        for name, tables in sorted(owners.items()):
+            count = self.search.count(name)
+            outside = [t.name for t in self.others(name)]
+            for table in tables:
+                report = table.report.index(name)
+                report.exists = count is not None
+                report.index_count = count or 0
+                report.maybe_shared_with = outside
+                if len(tables) > 1:
+                    report.shared_with = [t.name for t in tables if t is not table]
+                    if all(t.report.exact for t in tables):
+                        report.expected_count = sum(
+                            t.report.index(name).table_count or 0 for t in tables
+                        )
+
+    def check_sample(self, table: _Table) -> Iterator[Finding]:
+        report = table.report
+        expected: dict[tuple[str, str], Document] = {}
+        for item in table.sample_items:
+            try:
+                doc = to_document(item, table.shape)
+            except TransformError as exc:
+                if exc.reason == "invalid_index_name":
+                    report.sample_invalid += 1
+                elif not report.exact:
+                    report.untransformable += 1
+                continue
+            expected[(doc.index, doc.id)] = doc
+            report.index(doc.index).sampled += 1
+        report.sample_checked = len(expected)
+        if not report.exact and report.sample_drawn:
+            # No scan counted them: scale the sample's share up to the estimated item count.
+            share = report.sample_invalid / report.sample_drawn
+            report.invalid_index_items = round(report.items * share)
+        current = self.search.mget(list(expected))
+        for pair, doc in expected.items():
+            if pair not in current:
+                yield Finding("missing", table.name, doc.index, doc.id, doc.key_json)
+                continue
+            fields = differing_fields(parse_document(doc.source), current[pair])
+            if fields:
+                yield Finding(
+                    "different", table.name, doc.index, doc.id, doc.key_json, fields=tuple(fields)
+                )
+
+    def check_orphans(self, index: str, tables: list[_Table]) -> Iterator[Finding]:
+        """Documents drawn at random from `index` whose item is gone or belongs elsewhere.
+
+        A document belongs to the first table of this run that has its item in this index,
+        else to a configured table outside the run that has (foreign, like a document whose
+        key fits none of the run's tables); only a document nobody has is an orphan, of the
+        first run table whose key attributes it has."""
+        size = self.options.orphan_sample
+        if size <= 0:
+            return
+        if size > MAX_RESULT_WINDOW:
+            tables[0].report.notes.append(
+                f"orphan sample of {index} capped at {MAX_RESULT_WINDOW} documents"
+            )
+        seed = int.from_bytes(hashlib.sha256(f"{self.seed}:{index}".encode()).digest()[:4], "big")
+        docs = self.search.random_docs(index, size, seed % 2**31)
+        first_reason: dict[str, tuple[_Table, str, str]] = {}  # id -> (table, key JSON, reason)
+        unclaimed = dict(docs)
+        for _, table in self.run_tables_for(index):
+            entries = [
+                (doc_id, key)
+                for doc_id, source in unclaimed.items()
+                if (key := _doc_key(table, doc_id, source)) is not None
+            ]
+            if not entries:
+                continue
+            items = {
+                text: item
+                for text, item, _ in batch_get(
+                    self.ddb,
+                    table,
+                    [key for _, key in entries],
+                    consistent=True,
+                    projection=True,
+                    phase="orphans",
+                )
+            }
+            for doc_id, key in entries:
+                text = table.key_text(key)
+                reason = _orphan_reason(table, index, doc_id, text, items.get(text))
+                if not reason:
+                    table.report.index(index).orphans_checked += 1
+                    del unclaimed[doc_id]
+                elif doc_id not in first_reason:
+                    first_reason[doc_id] = (table, text, reason)
+        suspects = [
+            (doc_id, first_reason[doc_id]) for doc_id in unclaimed if doc_id in first_reason
+        ]
+        outside = self.claimed(index, self.others(index), [(d, s[1]) for d, s in suspects])
+        tables[0].report.index(index).foreign += len(unclaimed) - len(suspects) + len(outside)
+        for doc_id, (table, text, reason) in suspects:
+            if doc_id not in outside:
+                table.report.index(index).orphans_checked += 1
+                yield Finding("orphan", table.name, index, doc_id, text, reason)
+
+    # -- full comparison --
+
+    def compare_full(self) -> Iterator[tuple[_Table, Finding]]:
+        """Every key of both sides, bucketed on disk; only differing buckets are read back."""
+        directory = Path(
+            tempfile.mkdtemp(prefix="ddb2es-drift-", dir=self.options.work_dir or None)
+        )
+        try:
+            table_side = _Buckets(directory / "table", self.options.buckets)
+            for position, table in enumerate(self.tables):
+                self._full_table_side(position, table, table_side)
+            table_side.flush()
+            owners = self.owners()
+            self.count_indices(owners)
+            index_side = _Buckets(directory / "index", self.options.buckets)
+            for index, tables in sorted(owners.items()):
+                for doc_id, source in self.search.scroll(index):
+                    entry = self._index_entry(index, doc_id, source)
+                    if entry is None:
+                        tables[0].report.index(index).foreign += 1
+                        continue
+                    index_side.add(doc_id, index, source_hash(source), entry)
+            index_side.flush()
+            for bucket in range(self.options.buckets):
+                if table_side.digests[bucket] == index_side.digests[bucket]:
+                    continue
+                yield from self._compare_bucket(table_side, index_side, bucket)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _full_table_side(self, position: int, table: _Table, side: _Buckets) -> None:
+        report = table.report
+        report.sample_method = "full"
+        counts: Counter[str] = Counter()
+        for page in self._scan(table):
+            report.add_rcu("full_scan", page.consumed_rcu)
+            for item in page.items:
+                report.items += 1
+                try:
+                    doc = to_document(item, table.shape)
+                except TransformError as exc:
+                    self._count_failure(table, item, exc)
+                    continue
+                counts[doc.index] += 1
+                digest = source_hash(parse_document(doc.source))
+                side.add(doc.id, doc.index, digest, [position, doc.key_json])
+        for name, number in counts.items():
+            report.index(name).table_count = number
+        report.notes.append(
+            "the full comparison scans every item: "
+            f"{report.rcu.get('full_scan', 0.0):.1f} RCU consumed"
+        )
+
+    def _index_entry(self, index: str, doc_id: str, source: Mapping[str, Any]) -> list[Any] | None:
+        """[position of the first run table whose key the document has, its key JSON]."""
+        for position, table in self.run_tables_for(index):
+            key = _doc_key(table, doc_id, source)
+            if key is not None:
+                return [position, table.key_text(key)]
+        return None
+
+    def _compare_bucket(
+        self, table_side: _Buckets, index_side: _Buckets, bucket: int
+    ) -> Iterator[tuple[_Table, Finding]]:
+        expected: dict[str, dict[str, tuple[str, int, str]]] = {}
+        for doc_id, index, digest, (position, text) in table_side.read(bucket):
+            expected.setdefault(doc_id, {})[index] = (digest, position, text)
+        actual: dict[str, dict[str, tuple[str, int, str]]] = {}
+        for doc_id, index, digest, (position, text) in index_side.read(bucket):
+            actual.setdefault(doc_id, {})[index] = (digest, position, text)
+        orphans: list[tuple[_Table, Finding]] = []
+        for doc_id in sorted(set(expected) | set(actual)):
+            want = expected.get(doc_id, {})
+            have = actual.get(doc_id, {})
+            for index, (digest, position, text) in sorted(want.items()):
+                table = self.tables[position]
+                if index not in have:
+                    yield table, Finding("missing", table.name, index, doc_id, text)
+                elif have[index][0] != digest:
+                    yield table, Finding("different", table.name, index, doc_id, text)
+            for index, (_, position, text) in sorted(have.items()):
+                if index in want:
+                    continue
+                table = self.tables[position]
+                moved = any(t[1] == position for t in want.values())
+                reason = "type_changed" if moved else "item_gone"
+                orphans.append((table, Finding("orphan", table.name, index, doc_id, text, reason)))
+        # Configured tables outside the run may own documents in these indices.
+        for index in sorted({f.index for _, f in orphans}):
+            here = [(f.id, f.key_json) for _, f in orphans if f.index == index]
+            others = self.claimed(index, self.others(index), here)
+            for table, finding in orphans:
+                if finding.index != index:
+                    continue
+                if finding.id in others:
+                    table.report.index(index).foreign += 1
+                else:
+                    yield table, finding
+
+    def describe_difference(self, table: _Table, finding: Finding) -> Finding:
+        """The differing fields of a full-comparison finding, from fresh reads of both sides."""
+        fields: tuple[str, ...] = ("<changed since the scan>",)
+        key = table.request_key(finding.key_json)
+        if key is not None:
+            got = list(batch_get(self.ddb, table, [key], consistent=True, phase="full_scan"))
+            current = self.search.mget([(finding.index, finding.id)])
+            have = current.get((finding.index, finding.id))
+            if got and got[0][1] is not None and have is not None:
+                try:
+                    doc = to_document(got[0][1], table.shape)
+                    found = differing_fields(parse_document(doc.source), have)
+                    fields = tuple(found) or fields
+                except TransformError:
+                    pass
+        return Finding(
+            finding.kind,
+            finding.table,
+            finding.index,
+            finding.id,
+            finding.key_json,
+            finding.reason,
+            fields,
+        )
+
+
+def _segment_order(rng: random.Random, total: int) -> Iterator[int]:
+    """Distinct segments in random order, without listing a million of them up front."""
+    if total <= 200_000:
+        order = list(range(total))
+        rng.shuffle(order)
+        yield from order
+        return
+    seen: set[int] = set()
+    while len(seen) < total:
+        segment = rng.randrange(total)
+        if segment not in seen:
+            seen.add(segment)
+            yield segment
+
+
+def _doc_key(table: _Table, doc_id: str, source: Mapping[str, Any]) -> Key | None:
+    """The DynamoDB key a document stands for, or None when it is not this table's."""
+    try:
+        key = key_from_id(doc_id, source)
+    except (TransformError, ValueError):
+        return None
+    return table.request_key_of(key)
+
+
+def _orphan_reason(
+    table: _Table, index: str, doc_id: str, key_text: str, item: Mapping[str, Any] | None
+) -> str:
+    """Why the document should not be in `index`, or "" when it should."""
+    if item is None:
+        return "item_gone"
+    try:
+        target = index_name(item, table.shape)
+    except TransformError as exc:
+        return exc.reason
+    if target != index:
+        return "type_changed"
+    if document_id(key_text) != doc_id:
+        return "id_not_canonical"
+    return ""
+
+
+class _Buckets:
+    """One side of the full comparison: entries spilled to `count` files by a hash of the id,
+    with an order-independent digest per bucket kept in memory."""
+
+    FLUSH_AT = 20_000  # lines buffered in memory over all buckets
+
+    def __init__(self, directory: Path, count: int) -> None:
+        directory.mkdir(parents=True)
+        self.directory = directory
+        self.count = count
+        self.digests = [0] * count
+        self._buffers: dict[int, list[str]] = {}
+        self._buffered = 0
+
+    def bucket_of(self, doc_id: str) -> int:
+        return int.from_bytes(hashlib.sha256(doc_id.encode()).digest()[:4], "big") % self.count
+
+    def add(self, doc_id: str, index: str, digest: str, extra: list[Any]) -> None:
+        bucket = self.bucket_of(doc_id)
+        entry = hashlib.sha256(f"{index}\0{doc_id}\0{digest}".encode()).digest()[:16]
+        self.digests[bucket] = (self.digests[bucket] + int.from_bytes(entry, "big")) % 2**128
+        line = json.dumps([doc_id, index, digest, extra], ensure_ascii=False)
+        self._buffers.setdefault(bucket, []).append(line)
+        self._buffered += 1
+        if self._buffered >= self.FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        for bucket, lines in self._buffers.items():
+            with (self.directory / f"{bucket:05d}").open("a", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+        self._buffers.clear()
+        self._buffered = 0
+
+    def read(self, bucket: int) -> Iterator[list[Any]]:
+        path = self.directory / f"{bucket:05d}"
+        if not path.exists():
+            return
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                entry: list[Any] = json.loads(line)
+                yield entry
+
+
+# --- repair ------------------------------------------------------------------------------------
+
+
+class _Repairer:
+    """Collects drifted keys per table and repairs them in batches: fresh consistent read,
+    plan, versioned writes (unless a dry run), read back."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.result = RepairResult(dry_run=run.options.dry_run)
+        # table -> key JSON -> (index, id) -> what was found there
+        self.pending: dict[str, dict[str, dict[tuple[str, str], str]]] = {}
+
+    def add(self, finding: Finding) -> None:
+        table = self.pending.setdefault(finding.table, {})
+        table.setdefault(finding.key_json, {})[(finding.index, finding.id)] = finding.kind
+        if len(table) >= REPAIR_BATCH:
+            self.flush(finding.table)
+
+    def finish(self) -> RepairResult:
+        for name in list(self.pending):
+            self.flush(name)
+        return self.result
+
+    def flush(self, name: str) -> None:
+        targets = self.pending.pop(name, {})
+        if not targets:
+            return
+        table = next(t for t in self.run.tables if t.name == name)
+        steps = self.plan(table, targets)
+        self.result.keys += len(targets)
+        self.result.planned += len(steps)
+        if not self.run.options.dry_run and steps:
+            self.execute(steps)
+            self.verify(table, steps)
+        for step in steps:
+            if len(self.result.steps) < self.run.options.listed_steps:
+                self.result.steps.append(step)
+
+    def plan(
+        self, table: _Table, targets: dict[str, dict[tuple[str, str], str]]
+    ) -> list[RepairStep]:
+        """What to write for each key, from a consistent read made now."""
+        # Finding keys are canonical key JSON (the transform's, or re-spelled from the id).
+        keys = {text: key for text in targets if (key := table.request_key(text)) is not None}
+        for text in [t for t in targets if t not in keys]:
+            # Never act on a key that cannot be read back: "not found" would delete it.
+            log.warning("%s: cannot repair %s: not a key of this table", table.name, text)
+            del targets[text]
+        fresh = {
+            text: (item, started)
+            for text, item, started in batch_get(
+                self.run.ddb, table, list(keys.values()), consistent=True, phase="repair"
+            )
+        }
+        overlap = self.run.settings.version_overlap_ms
+        wanted: dict[str, tuple[Document | None, str, int]] = {}
+        pairs: set[tuple[str, str]] = set()
+        for text, places in targets.items():
+            item, started = fresh[table.key_text(keys[text])]
+            doc, gone_reason = None, "item_gone"
+            if item is not None:
+                try:
+                    doc = to_document(item, table.shape)
+                except TransformError as exc:
+                    gone_reason = exc.reason
+            wanted[text] = (doc, gone_reason, scan_version(started, overlap))
+            pairs |= set(places)
+            if doc is not None:
+                pairs.add((doc.index, doc.id))
+        current = self.run.search.mget(sorted(pairs))
+        steps = []
+        for text, places in targets.items():
+            doc, gone_reason, version = wanted[text]
+            if doc is not None:
+                have = current.get((doc.index, doc.id))
+                if have is None or differing_fields(parse_document(doc.source), have):
+                    reason = "missing" if have is None else "different"
+                    steps.append(
+                        RepairStep(
+                            "index",
+                            table.name,
+                            doc.index,
+                            doc.id,
+                            doc.key_json,
+                            version,
+                            reason,
+                            doc.source,
+                        )
+                    )
+                else:
+                    self.result.already_in_sync += 1
+            for index, doc_id in sorted(places):
+                if doc is not None and (index, doc_id) == (doc.index, doc.id):
+                    continue
+                if (index, doc_id) not in current:
+                    self.result.already_gone += 1
+                    continue
+                if self.run.claimed(index, self.run.others(index, but=table), [(doc_id, text)]):
+                    # The last safety net: another table has this very document.
+                    self.result.other_tables += 1
+                    continue
+                if doc is None:
+                    reason = gone_reason
+                elif doc.id == doc_id:
+                    reason = "type_changed"
+                else:
+                    reason = "id_not_canonical"
+                steps.append(RepairStep("delete", table.name, index, doc_id, text, version, reason))
+        return steps
+
+    def execute(self, steps: list[RepairStep]) -> None:
+        actions: list[tuple[Any, RepairStep]] = []
+        for step in steps:
+            if step.action == "index":
+                doc = Document(step.index, step.id, step.source or "{}", step.key_json)
+                actions.append((index_action(doc, step.version), step))
+            else:
+                actions.append((delete_action(step.index, step.id, step.version), step))
+        writer = BulkWriter(self.run.es, BulkOptions(chunk_size=500))
+        for result in writer.write(actions):
+            step = result.tag
+            if result.error is None:
+                step.outcome = "indexed" if step.action == "index" else "deleted"
+            elif result.status == 409:
+                step.outcome = "newer_write_in_flight"
+            elif result.status == 404 and step.action == "delete":
+                step.outcome = "already_gone"
+            else:
+                step.outcome = "failed"
+                step.error = result.error
+            self._count(step)
+
+    def _count(self, step: RepairStep) -> None:
+        r = self.result
+        if step.outcome == "indexed":
+            r.indexed += 1
+        elif step.outcome == "deleted":
+            r.deleted += 1
+        elif step.outcome == "newer_write_in_flight":
+            r.newer_write_in_flight += 1
+        elif step.outcome == "already_gone":
+            r.already_gone += 1
+        else:
+            r.failed += 1
+
+    def verify(self, table: _Table, steps: list[RepairStep]) -> None:
+        """Read back what was written: the document now as planned, or gone."""
+        done = [s for s in steps if s.outcome in ("indexed", "deleted", "already_gone")]
+        current = self.run.search.mget(sorted({(s.index, s.id) for s in done}))
+        for step in done:
+            have = current.get((step.index, step.id))
+            if step.action == "delete":
+                step.verified = have is None
+            else:
+                expected = parse_document(step.source or "{}")
+                step.verified = have is not None and not differing_fields(expected, have)
+            if step.verified:
+                self.result.verified += 1
+            else:
+                self.result.not_verified += 1
+                log.warning("%s: not as planned when read back", step.describe())
+
+
+# --- evaluation and the entry point ------------------------------------------------------------
+
+
+def _evaluate(table: TableReport, tolerance: int) -> None:
+    """Fill `reasons`: what makes this table count as drifted (beyond `tolerance`)."""
+    reasons = table.reasons
+    reasons.clear()
+    if table.exact:
+        for name in sorted(table.indices):
+            report = table.indices[name]
+            difference = report.difference
+            if difference is not None and abs(difference) > tolerance:
+                expected = (
+                    report.table_count if report.expected_count is None else report.expected_count
+                )
+                shared = report.maybe_shared_with
+                reasons.append(
+                    f"{name}: {report.index_count} documents for {expected} items "
+                    f"({difference:+d})"
+                    + (f"; the index may also hold {', '.join(shared)}'s" if shared else "")
+                )
+    else:
+        # Items of invalid types are never indexed; their number is known only from the
+        # sample here, so its sampling error (two standard errors) widens the tolerance.
+        documents = sum(r.index_count or 0 for r in table.indices.values())
+        drawn = table.sample_checked + table.sample_invalid
+        expected, margin = table.items, 0
+        if drawn and table.sample_invalid:
+            expected = round(table.items * (1 - table.sample_invalid / drawn))
+            margin = math.ceil(2 * table.items * math.sqrt(table.sample_invalid) / drawn)
+        if abs(documents - expected) > tolerance + margin:
+            reasons.append(
+                f"{documents} documents in {len(table.indices)} indices for about {expected} "
+                f"indexable items ({documents - expected:+d}, estimated)"
+            )
+    sampled = sum(r.sampled_findings for r in table.indices.values())
+    if sampled > tolerance:
+        missing = sum(r.missing for r in table.indices.values())
+        different = sum(r.different for r in table.indices.values())
+        orphans = sum(r.orphans for r in table.indices.values())
+        reasons.append(f"sampled: {missing} missing, {different} different, {orphans} orphans")
+    full = [r.full for r in table.indices.values() if r.full is not None]
+    if sum(f.total for f in full) > tolerance:
+        reasons.append(
+            f"full comparison: {sum(f.missing for f in full)} missing, "
+            f"{sum(f.different for f in full)} different, {sum(f.orphans for f in full)} orphans"
+        )
+
+
+def run_drift(
+    ddb: Any,
+    es: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    options: DriftOptions,
+    progress: Progress | None = None,
+) -> DriftReport:
+    """Check `tables` against their indices (and repair them when asked); see the module doc."""
+    options.validate()
+    started = time.monotonic()
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**31)
+    if options.fast_decode:
+        install_fast_decode(ddb)
+    try:
+        contexts = [_open_table(ddb, t, options) for t in tables]
+        run = _Run(ddb, es, settings, contexts, options, seed, progress)
+        report = DriftReport([t.report for t in contexts], seed, options)
+        if options.full:
+            _run_full(run)
+        else:
+            _run_sampled(run)
+        if run.repairer is not None:
+            report.repair = run.repairer.finish()
+    except Ddb2esError:
+        raise
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise DriftError(
+            f"DynamoDB: {error.get('Code', 'error')}: {error.get('Message', '')}"[:300]
+        ) from exc
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise ConnectionFailed(f"cannot reach {settings.search.safe_url}") from exc
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise DriftError(f"drift stopped: {type(exc).__name__}: {text}") from exc
+    for table in contexts:
+        _evaluate(table.report, options.tolerance)
+    report.duration_s = time.monotonic() - started
+    return report
+
+
+def _run_sampled(run: _Run) -> None:
+    for table in run.tables:
+        log.info("drift: %s: %s counts", table.name, table.report.counts_mode)
+        if table.report.exact:
+            run.count_exact(table)
+        else:
+            run.count_estimate(table)
+    owners = run.owners()
+    run.count_indices(owners)
+    for table in run.tables:
+        for finding in run.check_sample(table):
+            _found(run, table, finding, full=False)
+    for index, tables in sorted(owners.items()):
+        for finding in run.check_orphans(index, tables):
+            table = next(t for t in tables if t.name == finding.table)
+            _found(run, table, finding, full=False)
+
+
+def _run_full(run: _Run) -> None:
+    for table, finding in run.compare_full():
+        _found(run, table, finding, full=True)
+    for table in run.tables:
+        for report in table.report.indices.values():
+            if report.full is None:
+                report.full = FullCounts()
+
+
+def _found(run: _Run, table: _Table, finding: Finding, *, full: bool) -> None:
+    report = table.report.index(finding.index)
+    if (
+        full
+        and finding.kind == "different"
+        and report.wants_example("different", run.options.examples)
+    ):
+        # Only digests were compared: read both sides again for the example's fields.
+        finding = run.describe_difference(table, finding)
+    table.report.record(finding, run.options.examples, full=full)
+    if run.repairer is not None:
+        run.repairer.add(finding)
