@@ -43,6 +43,7 @@ demo: install java
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reindex --all
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reload --all --strategy blue-green --yes
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml stream --all --until-caught-up
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml drift --all --sample 500 --refresh
 	@echo "The servers keep running: 'make demo-down' stops them."
 
 demo-down: install
