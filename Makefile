@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+LINT_PATHS := ddb2es_cli tests scripts $(wildcard bench)
 DEMO_DYNAMODB_PORT ?= 8000
 DEMO_ES_PORT ?= 9200
 DEMO_ITEMS ?= 5000
@@ -31,8 +32,8 @@ test: install java
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check ddb2es_cli tests bench scripts
-	$(BIN)/ruff format --check ddb2es_cli tests bench scripts
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 demo: install java
