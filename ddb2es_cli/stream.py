@@ -103,6 +103,7 @@ class StreamResult:
 class _Op:
     position: int  # of the record that produced it
     action: tuple[dict[str, Any], str | None]
+    rebuild_copy: bool = False
 
 
 _LOGGED_ONCE: set[str] = set()
@@ -210,6 +211,9 @@ def apply_batch(
     for outcome in writer.write((op.action, op) for op in ops):
         op = outcome.tag
         is_delete = "delete" in op.action[0]
+        if op.rebuild_copy and outcome.status == 404 and not is_delete:
+            # The generation is gone (a failed reload cleaned up): nothing to keep current.
+            continue
         if outcome.status == 409:
             result.conflicts += 1
         elif is_delete and outcome.status == 404:
@@ -232,15 +236,18 @@ def apply_batch(
 
 
 # While `reload --strategy blue-green` loads a new generation of index X, the alias
-# X + REBUILD_SUFFIX points at it, and every write for X is applied there too: the one consumer
-# of the stream keeps both generations current, in stream order. Looked up at most every
-# REBUILD_CHECK_SECONDS; reload waits longer than that before it starts to scan.
+# X + REBUILD_SUFFIX points at it, and every write for X is applied to that generation too: the
+# one consumer of the stream keeps both generations current, in stream order. The copies go to
+# the generation's own name, never through the marker: reload removes the marker in the same
+# atomic call that swaps X, and a versioned write to a name that no longer exists would create
+# an index of that name. Looked up at most every REBUILD_CHECK_SECONDS; reload waits longer
+# than that before it starts to scan.
 REBUILD_CHECK_SECONDS = 5.0
-_rebuilds: dict[tuple[int, str], tuple[float, frozenset[str]]] = {}
+_rebuilds: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
 
 
-def rebuilding_indices(es: Any, prefix: str) -> frozenset[str]:
-    """Names X whose new generation is being loaded (alias X-rebuilding exists)."""
+def rebuilding_indices(es: Any, prefix: str) -> dict[str, str]:
+    """X -> the generation being loaded for it (where an alias X-rebuilding exists)."""
     key = (id(es), prefix)
     now = time.monotonic()
     cached = _rebuilds.get(key)
@@ -252,14 +259,14 @@ def rebuilding_indices(es: Any, prefix: str) -> frozenset[str]:
         if _status(exc) != 404:
             raise
         found = {}
-    names = frozenset(
-        alias[: -len(REBUILD_SUFFIX)]
-        for info in found.values()
+    targets = {
+        alias[: -len(REBUILD_SUFFIX)]: index
+        for index, info in found.items()
         for alias in info.get("aliases", {})
         if alias.endswith(REBUILD_SUFFIX)
-    )
-    _rebuilds[key] = (now, names)
-    return names
+    }
+    _rebuilds[key] = (now, targets)
+    return targets
 
 
 def _rebuild_copies(es: Any, ops: list[_Op], prefix: str) -> list[_Op]:
@@ -269,10 +276,11 @@ def _rebuild_copies(es: Any, ops: list[_Op], prefix: str) -> list[_Op]:
     copies = []
     for op in ops:
         meta = next(iter(op.action[0].values()))
-        if meta["_index"] in targets:
+        generation = targets.get(meta["_index"])
+        if generation is not None:
             kind = next(iter(op.action[0]))
-            copy_meta = {**meta, "_index": meta["_index"] + REBUILD_SUFFIX}
-            copies.append(_Op(op.position, ({kind: copy_meta}, op.action[1])))
+            copy_meta = {**meta, "_index": generation}
+            copies.append(_Op(op.position, ({kind: copy_meta}, op.action[1]), rebuild_copy=True))
     return copies
 
 

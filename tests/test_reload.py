@@ -254,6 +254,7 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
             failures_path=tmp_path / "live-failures.ndjson",
         ),
     )
+    assert not [i for i in stack.indices() if i.endswith("-rebuilding")]
     expected = table_documents(stack, table)
     actual = alias_documents(stack)
     assert set(actual) - set(expected) == set(), "orphans"

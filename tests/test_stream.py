@@ -467,3 +467,28 @@ def test_config_from_env_accepts_the_original_endpoint_variable() -> None:
     assert search.auth == "aws-sigv4" and cfg.index_prefix == "app-"
     with pytest.raises(ValueError):
         config_from_env({})
+
+
+def test_writes_reach_a_generation_being_rebuilt_and_never_create_the_marker(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ddb2es_cli.stream as stream_module
+
+    monkeypatch.setattr(stream_module, "REBUILD_CHECK_SECONDS", 3600.0)  # a stale cache
+    current, new = f"{stack.prefix}order", f"{stack.prefix}order-gen2"
+    stack.es.indices.create(index=current)
+    stack.es.indices.create(index=new)
+    stack.es.indices.update_aliases(
+        body={"actions": [{"add": {"index": new, "alias": current + "-rebuilding"}}]}
+    )
+    apply_batch(stack.es, [record("INSERT", KEY, 1, 1000, new=item("a"))], config(stack))
+    assert stack.es.get(index=new, id=ID)["found"] and stack.es.get(index=current, id=ID)["found"]
+    # reload swaps: the marker goes; the handler has not looked again yet.
+    stack.es.indices.delete_alias(index=new, name=current + "-rebuilding")
+    later = [
+        record("INSERT", {"pk": {"S": "b"}}, 2, 1001, new=item("b")),
+        record("REMOVE", KEY, 3, 1002, old=item("a")),
+    ]
+    result = apply_batch(stack.es, later, config(stack))
+    assert result.first_failed is None, result.failed
+    assert not stack.es.indices.exists(index=current + "-rebuilding")
