@@ -16,13 +16,12 @@ from urllib.parse import quote
 import pytest
 
 from ddb2es_cli.drift import (
-    DriftOptions,
-    DriftReport,
     canonical,
     differing_fields,
     number_text,
     run_drift,
 )
+from ddb2es_cli.drift_report import DriftOptions, DriftReport
 from ddb2es_cli.errors import ConfigError, ExitStatus
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
 from ddb2es_cli.transform import TableShape, to_document

@@ -1,0 +1,363 @@
+"""Drift options and the report: what each check found per table and index, what repair did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddb2es_cli.errors import ConfigError, Ddb2esError, ExitStatus
+from ddb2es_cli.reindex import default_segments
+
+COUNT_MODES = ("exact", "estimate")
+MAX_SEGMENTS = 1_000_000  # DynamoDB's limit for TotalSegments
+ITEMS_PER_SEGMENT = 8  # how finely the estimate cuts the table for sampling
+PILOT_SEGMENTS = 16
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+MGET_DOCS = 500
+SCROLL_SIZE = 1000
+MAX_RESULT_WINDOW = 10_000  # the engines' default limit for one search page
+REPAIR_BATCH = 100
+
+
+class DriftError(Ddb2esError):
+    """The check could not be completed (the search cluster refused a request, ...)."""
+
+
+@dataclass
+class DriftOptions:
+    sample: int = 1000
+    orphans: int | None = None  # per index; None: the sample size
+    seed: int | None = None  # None: a random seed, reported so that the run can be repeated
+    counts: str = "exact"  # "exact" | "estimate"
+    full: bool = False
+    refresh: bool = False
+    tolerance: int = 0
+    repair: bool = False
+    dry_run: bool = False  # plan the repair, write nothing
+    segments: int = field(default_factory=default_segments)
+    max_rcu: float | None = None
+    examples: int = 5  # example findings kept per index and kind
+    buckets: int = 256  # full comparison: spill files per side
+    work_dir: Path | None = None  # full comparison: where spill files go (default: temp dir)
+    listed_steps: int = 200  # repair steps kept in the report (all are counted)
+    fast_decode: bool = True
+
+    @property
+    def orphan_sample(self) -> int:
+        return self.sample if self.orphans is None else self.orphans
+
+    @property
+    def repairing(self) -> bool:
+        return self.repair or self.dry_run
+
+    def validate(self) -> None:
+        if self.counts not in COUNT_MODES:
+            raise ConfigError(f"--counts must be one of {', '.join(COUNT_MODES)}")
+        if self.sample < 0 or self.orphan_sample < 0:
+            raise ConfigError("--sample and --orphans must be 0 or more")
+        if self.tolerance < 0:
+            raise ConfigError("--tolerance must be 0 or more")
+        if self.segments < 1:
+            raise ConfigError("--segments must be at least 1")
+        if not 1 <= self.buckets <= 65536:
+            raise ConfigError("buckets must be between 1 and 65536")
+        if self.full and self.counts == "estimate":
+            raise ConfigError("--full counts every item exactly; drop --counts estimate")
+        if self.counts == "estimate" and not self.full and self.sample < 1:
+            raise ConfigError("--counts estimate needs a sample: it finds the table's indices")
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One document that is not what the table says: `missing`, `different` or `orphan`."""
+
+    kind: str
+    table: str
+    index: str
+    id: str
+    key_json: str
+    reason: str = ""  # orphans: item_gone | type_changed | invalid_index_name | id_not_canonical
+    fields: tuple[str, ...] = ()  # `different`: the fields that differ (dotted paths)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "index": self.index, "id": self.id}
+        if self.key_json != self.id:
+            data["key"] = self.key_json
+        if self.reason:
+            data["reason"] = self.reason
+        if self.kind == "different":
+            data["fields"] = list(self.fields)
+        return data
+
+
+@dataclass
+class FullCounts:
+    missing: int = 0
+    different: int = 0
+    orphans: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.missing + self.different + self.orphans
+
+
+@dataclass
+class IndexReport:
+    index: str
+    table_count: int | None = None  # items of this table for this index (None: estimated)
+    index_count: int | None = None  # `_count` (None: not asked)
+    exists: bool = True
+    shared_with: list[str] = field(default_factory=list)  # other tables of the run feeding it
+    maybe_shared_with: list[str] = field(default_factory=list)  # configured, not checked
+    expected_count: int | None = None  # table_count summed over the tables sharing the index
+    sampled: int = 0  # sampled items that belong to this index
+    missing: int = 0
+    different: int = 0
+    orphans_checked: int = 0
+    orphans: int = 0
+    foreign: int = 0
+    full: FullCounts | None = None
+    examples: list[Finding] = field(default_factory=list)
+
+    @property
+    def difference(self) -> int | None:
+        expected = self.table_count if self.expected_count is None else self.expected_count
+        if expected is None or self.index_count is None:
+            return None
+        return self.index_count - expected
+
+    def wants_example(self, kind: str, limit: int) -> bool:
+        """A few examples of each kind of finding (`limit` per kind)."""
+        return sum(1 for f in self.examples if f.kind == kind) < limit
+
+    @property
+    def sampled_findings(self) -> int:
+        return self.missing + self.different + self.orphans
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "exists": self.exists,
+            "table_count": self.table_count,
+            "index_count": self.index_count,
+            "difference": self.difference,
+            "shared_with": self.shared_with,
+            "maybe_shared_with": self.maybe_shared_with,
+            "sampled": self.sampled,
+            "missing": self.missing,
+            "different": self.different,
+            "orphans_checked": self.orphans_checked,
+            "orphans": self.orphans,
+            "foreign": self.foreign,
+            "full": vars(self.full) if self.full is not None else None,
+            "examples": [f.as_dict() for f in self.examples],
+        }
+
+
+@dataclass
+class TableReport:
+    table: str
+    hash_key: str
+    range_key: str | None
+    counts_mode: str
+    items: int = 0  # exact count, or the estimate (see items_estimated)
+    items_estimated: bool = False
+    invalid_index_items: int = 0  # items whose type is not a valid index name (never indexed)
+    invalid_index_types: dict[str, int] = field(default_factory=dict)
+    untransformable: int = 0  # items the transform refused for another reason
+    sample_method: str = "none"  # key-scan | segments | full | none
+    sample_requested: int = 0
+    sample_drawn: int = 0
+    sample_checked: int = 0
+    sample_vanished: int = 0  # drawn, then gone before BatchGetItem read them
+    sample_invalid: int = 0  # sampled items whose type is not a valid index name
+    total_segments: int | None = None  # segment sampling: how finely the table was cut
+    segments_scanned: int = 0
+    rcu: dict[str, float] = field(default_factory=dict)
+    indices: dict[str, IndexReport] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why the table counts as drifted
+    sample_keys: list[str] = field(default_factory=list, repr=False)  # key JSON, rank order
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.reasons)
+
+    def index(self, name: str) -> IndexReport:
+        if name not in self.indices:
+            self.indices[name] = IndexReport(name, table_count=0 if self.exact else None)
+        return self.indices[name]
+
+    @property
+    def exact(self) -> bool:
+        return self.counts_mode == "exact"
+
+    def add_rcu(self, phase: str, units: float) -> None:
+        self.rcu[phase] = self.rcu.get(phase, 0.0) + units
+
+    def record(self, finding: Finding, examples: int, *, full: bool = False) -> None:
+        report = self.index(finding.index)
+        if full:
+            counts = report.full if report.full is not None else FullCounts()
+            report.full = counts
+            setattr(counts, _plural(finding.kind), getattr(counts, _plural(finding.kind)) + 1)
+        else:
+            setattr(report, _plural(finding.kind), getattr(report, _plural(finding.kind)) + 1)
+        if report.wants_example(finding.kind, examples):
+            report.examples.append(finding)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "hash_key": self.hash_key,
+            "range_key": self.range_key,
+            "counts": self.counts_mode,
+            "items": self.items,
+            "items_estimated": self.items_estimated,
+            "invalid_index_items": self.invalid_index_items,
+            "invalid_index_types": dict(sorted(self.invalid_index_types.items())),
+            "untransformable": self.untransformable,
+            "sample": {
+                "method": self.sample_method,
+                "requested": self.sample_requested,
+                "drawn": self.sample_drawn,
+                "checked": self.sample_checked,
+                "vanished": self.sample_vanished,
+                "invalid_index_name": self.sample_invalid,
+                "total_segments": self.total_segments,
+                "segments_scanned": self.segments_scanned,
+            },
+            "rcu": {phase: round(units, 1) for phase, units in sorted(self.rcu.items())},
+            "indices": [self.indices[name].as_dict() for name in sorted(self.indices)],
+            "notes": self.notes,
+            "drifted": self.drifted,
+            "reasons": self.reasons,
+        }
+
+
+def _plural(kind: str) -> str:
+    return "orphans" if kind == "orphan" else kind
+
+
+@dataclass
+class RepairStep:
+    """One change of a repair plan: `index` a fresh document, or `delete` a stale one."""
+
+    action: str
+    table: str
+    index: str
+    id: str
+    key_json: str
+    version: int
+    reason: str
+    source: str | None = None  # the document (index steps)
+    outcome: str = "planned"  # indexed | deleted | newer_write_in_flight | already_gone | failed
+    error: str | None = None
+    verified: bool | None = None
+
+    def describe(self, dry_run: bool = False) -> str:
+        where = "into" if self.action == "index" else "from"
+        verb = f"Would {self.action}" if dry_run else self.action.capitalize()
+        return (
+            f"{verb} {self.id} {where} {self.index} "
+            f"(version {self.version}, external_gte): {self.reason}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "action": self.action,
+            "table": self.table,
+            "index": self.index,
+            "id": self.id,
+            "version": self.version,
+            "version_type": "external_gte",
+            "reason": self.reason,
+            "outcome": self.outcome,
+        }
+        if self.key_json != self.id:
+            data["key"] = self.key_json
+        if self.source is not None:
+            data["document"] = self.source
+        if self.error:
+            data["error"] = self.error
+        if self.verified is not None:
+            data["verified"] = self.verified
+        return data
+
+
+@dataclass
+class RepairResult:
+    dry_run: bool
+    keys: int = 0  # drifted keys re-read
+    planned: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    newer_write_in_flight: int = 0  # 409: a newer write landed first; left alone
+    already_gone: int = 0  # delete found nothing to delete
+    already_in_sync: int = 0  # the fresh read matches the index now (the write was in flight)
+    other_tables: int = 0  # not deleted: another table has an item for the document
+    failed: int = 0
+    verified: int = 0  # read back after the write and found right
+    not_verified: int = 0
+    steps: list[RepairStep] = field(default_factory=list)  # the first `listed_steps`
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "keys": self.keys,
+            "planned": self.planned,
+            "indexed": self.indexed,
+            "deleted": self.deleted,
+            "newer_write_in_flight": self.newer_write_in_flight,
+            "already_gone": self.already_gone,
+            "already_in_sync": self.already_in_sync,
+            "other_tables": self.other_tables,
+            "failed": self.failed,
+            "verified": self.verified,
+            "not_verified": self.not_verified,
+            "steps": [s.as_dict() for s in self.steps],
+            "steps_listed": len(self.steps),
+        }
+
+
+@dataclass
+class DriftReport:
+    tables: list[TableReport]
+    seed: int
+    options: DriftOptions
+    repair: RepairResult | None = None
+    duration_s: float = 0.0
+
+    @property
+    def drifted(self) -> bool:
+        """Drift was found (beyond the tolerance); a repair does not change what was found."""
+        return any(t.drifted for t in self.tables)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.DIFFERS if self.drifted else ExitStatus.OK
+
+    def as_dict(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "drifted": self.drifted,
+            "seed": self.seed,
+            "options": {
+                "counts": o.counts,
+                "sample": o.sample,
+                "orphans": o.orphan_sample,
+                "full": o.full,
+                "refresh": o.refresh,
+                "tolerance": o.tolerance,
+                "repair": o.repair,
+                "dry_run": o.dry_run,
+                "segments": o.segments,
+            },
+            "tables": [t.as_dict() for t in self.tables],
+            "repair": self.repair.as_dict() if self.repair is not None else None,
+            "duration_s": round(self.duration_s, 2),
+        }
