@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,59 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
     assert set(actual) - set(expected) == set(), "orphans"
     assert set(expected) - set(actual) == set(), "missing documents"
     assert actual == expected
+
+
+class LosesConnection:
+    """The real client, but bulk requests fail after the first `allowed` ones."""
+
+    def __init__(self, client: Any, allowed: int) -> None:
+        self._client = client
+        self.allowed = allowed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def bulk(self, *args: Any, **kwargs: Any) -> Any:
+        from opensearchpy.exceptions import ConnectionError as OSConnectionError
+
+        self.allowed -= 1
+        if self.allowed < 0:
+            raise OSConnectionError("N/A", "Connection refused", None)
+        return self._client.bulk(*args, **kwargs)
+
+
+def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from ddb2es_cli.errors import ConnectionFailed
+    from ddb2es_cli.sink import BulkOptions
+
+    table = stack.create_table("resume")
+    stack.put_items(table, sample_items(200, types=("r",)))
+    settings = stack.settings(table)
+    reload(stack, settings, tmp_path)
+    before = alias_targets(stack)
+    stack.put_items(table, sample_items(50, types=("r",), key_prefix="more-"))
+    small = reindex_options(
+        tmp_path, state_path=None, page_limit=20, bulk=BulkOptions(chunk_size=20)
+    )
+    options = ReloadOptions(marker_wait=0.2, reindex=small)
+    with pytest.raises(ConnectionFailed):
+        run_reload(
+            LosesConnection(stack.es, 3),
+            ENGINE,
+            stack.ddb,
+            streams_client(stack),
+            settings,
+            list(settings.tables),
+            options,
+        )
+    assert alias_targets(stack) == before  # the old generation still serves
+    assert stack.es.count(index=f"{stack.prefix}r")["count"] == 200
+    resumed = ReloadOptions(marker_wait=0.2, reindex=replace(small, resume=True))
+    summary = run_reload(
+        stack.es, ENGINE, stack.ddb, streams_client(stack), settings, list(settings.tables), resumed
+    )
+    assert summary.verified and summary.reindex is not None and summary.reindex.resumed
+    assert stack.es.count(index=f"{stack.prefix}r")["count"] == 250
+    assert not [i for i in stack.indices() if i.endswith("-rebuilding")]
