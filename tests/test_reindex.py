@@ -374,8 +374,20 @@ def test_dry_run_changes_nothing(stack: Stack, tmp_path: Path) -> None:
     assert not (tmp_path / "s.json").exists()
 
 
+def wait_for_a_checkpoint(state: Path) -> None:
+    """Until the run has saved at least one page's checkpoint: it is mid-way, not finished."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        saved = RunState.load(state) if state.exists() else None
+        if saved and any(s.key for segs in saved.tables.values() for s in segs.values()):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the run saved no checkpoint within a minute")
+
+
 def slow_reindex_command(stack: Stack, tmp_path: Path, table: str, state: Path) -> list[str]:
-    """`ddb2es reindex` in small pages and chunks, so a test can stop it half-way."""
+    """`ddb2es reindex` in small pages and chunks, capped to 20 RCU/s (some 15 s for 3,000
+    items whatever the machine), so a test can stop it half-way."""
     config = str(stack.config_file(tmp_path, table))
     return [
         sys.executable,
@@ -396,23 +408,20 @@ def slow_reindex_command(stack: Stack, tmp_path: Path, table: str, state: Path) 
         str(state),
         "--failures",
         str(tmp_path / "f.ndjson"),
+        "--max-rcu",
+        "20",
     ]
 
 
 def test_resume_after_kill_9_ends_with_every_document_once(stack: Stack, tmp_path: Path) -> None:
     table = stack.create_table("killed")
-    total = 1500
+    total = 3000
     stack.put_items(table, sample_items(total, types=("k",)))
     state = tmp_path / "state.json"
     args = slow_reindex_command(stack, tmp_path, table, state)
     env = {**os.environ, **stack.cli_env()}
     proc = subprocess.Popen(args, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        saved = RunState.load(state) if state.exists() else None
-        if saved and any(s.key for segs in saved.tables.values() for s in segs.values()):
-            break
-        time.sleep(0.05)
+    wait_for_a_checkpoint(state)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = RunState.load(state)
@@ -431,7 +440,7 @@ def test_resume_after_kill_9_ends_with_every_document_once(stack: Stack, tmp_pat
     assert summary["tables"][0]["scanned"] < total  # finished segments were not read again
     index = f"{stack.prefix}k"
     assert counts(stack) == {index: total}
-    ids = {h["_id"] for h in stack.es.search(index=index, body={"size": 2000})["hits"]["hits"]}
+    ids = {h["_id"] for h in stack.es.search(index=index, body={"size": 5000})["hits"]["hits"]}
     assert len(ids) == total
 
 
@@ -454,17 +463,14 @@ def test_doctor_reports_and_fixes_settings_left_by_a_dead_run(stack: Stack, tmp_
 
 def test_ctrl_c_exits_130_saves_state_and_restores_settings(stack: Stack, tmp_path: Path) -> None:
     table = stack.create_table("interrupted")
-    stack.put_items(table, sample_items(1500, types=("c",)))
+    stack.put_items(table, sample_items(3000, types=("c",)))
     state = tmp_path / "state.json"
     args = slow_reindex_command(stack, tmp_path, table, state)
     proc = subprocess.Popen(
         args, env={**os.environ, **stack.cli_env()}, cwd=tmp_path, stderr=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 60
     index = f"{stack.prefix}c"
-    while time.monotonic() < deadline and not stack.es.indices.exists(index=index):
-        time.sleep(0.05)
-    time.sleep(0.5)
+    wait_for_a_checkpoint(state)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
