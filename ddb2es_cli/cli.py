@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -1263,4 +1264,10 @@ def stream(
 
 
 def main() -> None:
+    # `kill` (SIGTERM) stops a run like Ctrl-C does: state saved, index settings restored.
+    signal.signal(signal.SIGTERM, _interrupt)
     cli(prog_name="ddb2es")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

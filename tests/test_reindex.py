@@ -461,17 +461,26 @@ def test_doctor_reports_and_fixes_settings_left_by_a_dead_run(stack: Stack, tmp_
     assert CliRunner().invoke(cli, args, env=stack.cli_env()).exit_code == 0
 
 
-def test_ctrl_c_exits_130_saves_state_and_restores_settings(stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_kill_exits_130_saves_state_and_restores_settings(
+    stack: Stack, tmp_path: Path, signum: int
+) -> None:
     table = stack.create_table("interrupted")
     stack.put_items(table, sample_items(3000, types=("c",)))
     state = tmp_path / "state.json"
     args = slow_reindex_command(stack, tmp_path, table, state)
     proc = subprocess.Popen(
-        args, env={**os.environ, **stack.cli_env()}, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        args,
+        env={**os.environ, **stack.cli_env()},
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A background shell (nohup ... &) starts children with SIGINT ignored: undo that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     index = f"{stack.prefix}c"
     wait_for_a_checkpoint(state)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr
