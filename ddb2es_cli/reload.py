@@ -82,6 +82,7 @@ class ReloadPlan:
     invalid_items: int
     template: dict[str, Any]
     blocked: list[IndexPlan] = field(default_factory=list)
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def downtime(self) -> bool:
@@ -236,6 +237,7 @@ def plan_reload(
         invalid,
         template.as_dict(),
         blocked,
+        moment,
     )
 
 
@@ -290,10 +292,14 @@ def run_reload(
 ) -> ReloadSummary:
     """Execute the plan (made here when not given). The caller asked for confirmation."""
     started = time.monotonic()
-    rebuild_start = _start_moment(tables, options)
-    plan = plan or plan_reload(es, engine, ddb, settings, tables, options, rebuild_start)
-    if options.reindex.resume:
-        plan = replace(plan, generation=generation_suffix(rebuild_start))
+    if options.reindex.resume:  # the generation the interrupted run was loading
+        plan = plan_reload(
+            es, engine, ddb, settings, tables, options, _saved_start(tables, options)
+        )
+    else:
+        plan = plan or plan_reload(es, engine, ddb, settings, tables, options)
+        _save_start(tables, options, plan.started)
+    rebuild_start = plan.started
     if plan.blocked:
         raise ReloadRefused(
             "reload refused: " + "; ".join(f"{p.name}: {p.reason}" for p in plan.blocked)
@@ -544,20 +550,21 @@ def _reload_state_path(tables: list[TableSettings]) -> Path:
     )
 
 
-def _start_moment(tables: list[TableSettings], options: ReloadOptions) -> datetime:
-    """A resumed reload continues the generation it started; a new one records its start."""
+def _saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetime:
     path = _reload_state_path(tables)
-    if options.reindex.resume:
-        try:
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise ConfigError(f"nothing to resume: no interrupted reload in {path}") from None
-        if saved.get("strategy") != options.strategy:
-            raise ConfigError(
-                f"--resume: the interrupted reload used --strategy {saved.get('strategy')}"
-            )
-        return datetime.fromisoformat(saved["started"])
-    moment = datetime.now(timezone.utc)
-    if not options.dry_run:
-        write_json_atomic(path, {"strategy": options.strategy, "started": moment.isoformat()})
-    return moment
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"nothing to resume: no interrupted reload in {path}") from None
+    if saved.get("strategy") != options.strategy:
+        raise ConfigError(
+            f"--resume: the interrupted reload used --strategy {saved.get('strategy')}"
+        )
+    return datetime.fromisoformat(saved["started"])
+
+
+def _save_start(tables: list[TableSettings], options: ReloadOptions, moment: datetime) -> None:
+    """What --resume needs to continue the same generation."""
+    write_json_atomic(
+        _reload_state_path(tables), {"strategy": options.strategy, "started": moment.isoformat()}
+    )

@@ -298,6 +298,8 @@ def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
         tmp_path, state_path=None, page_limit=20, bulk=BulkOptions(chunk_size=20)
     )
     options = ReloadOptions(marker_wait=0.2, reindex=small)
+    # As the CLI does it: plan, show, then run that plan.
+    plan = plan_reload(stack.es, ENGINE, stack.ddb, settings, list(settings.tables), options)
     with pytest.raises(ConnectionFailed):
         run_reload(
             LosesConnection(stack.es, 3),
@@ -307,6 +309,7 @@ def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
             settings,
             list(settings.tables),
             options,
+            plan=plan,
         )
     assert alias_targets(stack) == before  # the old generation still serves
     assert stack.es.count(index=f"{stack.prefix}r")["count"] == 200
@@ -316,4 +319,5 @@ def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
     )
     assert summary.verified and summary.reindex is not None and summary.reindex.resumed
     assert stack.es.count(index=f"{stack.prefix}r")["count"] == 250
+    assert alias_targets(stack)[f"{stack.prefix}r"] == [f"{stack.prefix}r{plan.generation}"]
     assert not [i for i in stack.indices() if i.endswith("-rebuilding")]
