@@ -529,6 +529,8 @@ class _Run:
             size = math.ceil(1.25 * (wanted - len(collected)) / max(density, 0.05))
             if scanned == 0:  # a small first round measures how full segments really are
                 size = min(size, max(4, self.options.segments))
+            else:  # at most double: a few empty segments say little about the density
+                size = min(size, 2 * scanned)
             batch = [s for _, s in zip(range(min(size, budget - scanned)), order, strict=False)]
             if not batch:
                 break
