@@ -1,0 +1,650 @@
+"""ddb2es benchmark: scan, bulk, end-to-end reindex, a naive copy and client CPU, in one run.
+
+Run with `make bench` (`.venv/bin/python bench/run.py`), or `python bench/run.py --quick` to try
+it out. The data (3 tables seeded by `ddb2es_cli.seed`, about 700-byte items with every attribute
+type) is loaded once into DynamoDB Local kept on disk in bench/data/dynamodb; later runs find it
+and skip the load. Every phase that writes gets a fresh osmem server (in memory, never frees any).
+See docs/benchmarks.md for what each figure means and the targets.
+
+Phases, all on the same data:
+  W         raw bulk rate: documents transformed beforehand, then only sent with BulkWriter
+  R fast    raw scan rate, same tasks and fast decode as reindex; items read and dropped
+  R plain   the same scan with botocore's own response parsing
+  T         `python -m ddb2es_cli reindex` end to end in a child process (CPU, peak RSS)
+  T small   the same on a small seeded set: peak RSS growth from small to full
+  baseline  a straightforward client in a child process (bench/straightforward.py)
+  naive     one scan thread, one index request per item, on the first items of one table
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec
+
+from straightforward import key_names, plain_action
+
+from ddb2es_cli.clients import make_dynamodb_client, make_search_client
+from ddb2es_cli.config import DynamoSettings, SearchSettings, TableSettings
+from ddb2es_cli.local import (
+    ServerProcess,
+    ensure_dynamodb_local,
+    free_port,
+    start_dynamodb,
+    start_search,
+    stop,
+)
+from ddb2es_cli.reindex import default_segments
+from ddb2es_cli.seed import seed
+from ddb2es_cli.sink import (
+    BULK_LOAD_SETTINGS,
+    Action,
+    BulkOptions,
+    BulkWriter,
+    apply_index_settings,
+    index_action,
+)
+from ddb2es_cli.source import SegmentTask, describe_table, install_fast_decode, scan_pages
+from ddb2es_cli.transform import DEFAULT_OVERLAP_MS, scan_version, to_document
+
+BENCH_DIR = Path(__file__).resolve().parent
+DATA_DIR = BENCH_DIR / "data"
+DB_PATH = DATA_DIR / "dynamodb"
+WORK_DIR = DATA_DIR / "work"
+ITEM_BYTES = 700
+FULL_ITEMS = 200_000
+QUICK_ITEMS = 20_000
+SMALL_ITEMS = 20_000  # memory: peak RSS of reindex on this many items vs the full set
+NAIVE_SAMPLE = 5_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+P = ParamSpec("P")
+
+# Targets (docs/benchmarks.md).
+TARGET_T_VS_MIN_RW = 0.8
+TARGET_CPU_RATIO = 0.5
+TARGET_MEMORY_GROWTH_MB = 40.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- what the phases share and produce -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """DynamoDB Local's URL, the two data sets (table names), scan segments, bulk chunk size."""
+
+    dynamodb_url: str
+    full: list[str]
+    small: list[str]
+    segments: int
+    chunk_size: int
+
+    def scan_tasks(self) -> list[SegmentTask]:
+        """The full set's tasks as `reindex` orders them (segment-major, tables interleaved)."""
+        n = self.segments
+        tasks = [SegmentTask(table, segment, n) for table in self.full for segment in range(n)]
+        return sorted(tasks, key=lambda t: (t.segment, t.table))
+
+
+@dataclass
+class Phase:
+    """One measurement. CPU is this process's, or the child's for phases run `in_child`."""
+
+    name: str
+    items: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float | None = None
+    in_child: bool = False
+    other_cores: float = 0.0  # CPU other processes used meanwhile (the machine may be shared)
+    note: str = ""
+    command: str = ""  # the child's command line
+    runs: list[float] = field(default_factory=list)  # items/s of every attempt (best is kept)
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us_per_item(self) -> float:
+        return self.cpu_seconds / self.items * 1e6 if self.items else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["items_per_s"] = round(self.rate, 1)
+        data["cpu_us_per_item"] = round(self.cpu_us_per_item, 1)
+        return data
+
+
+@dataclass
+class ChildRun:
+    argv: list[str]
+    returncode: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    stdout: str
+
+
+# Runs the measured command as its own child and reports that child's wait4 figures. Linux carries
+# a parent's RSS high-water mark into a forked child's ru_maxrss, even across exec: started from
+# this benchmark directly, every child would show at least the benchmark's own RSS.
+_LAUNCHER = """
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump({"seconds": time.perf_counter() - started, "status": status,
+               "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss}, out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_child(argv: list[str], cwd: Path) -> ChildRun:
+    """Run a process to its end: wall time, its own user+sys CPU and peak RSS (wait4)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    out_path, err_path, usage_path = (cwd / f"child.{n}" for n in ("stdout", "stderr", "json"))
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        launcher = [sys.executable, "-c", _LAUNCHER, str(usage_path), *argv]
+        done = subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, check=False)
+    if not usage_path.is_file():
+        raise RuntimeError(f"{argv[:3]}: no usage figures; {err_path.read_text()[-2000:]}")
+    usage = json.loads(usage_path.read_text())
+    stdout = out_path.read_text()
+    if done.returncode not in (0, 4):  # 4: finished, some documents failed (in the note)
+        raise RuntimeError(f"{shlex.join(argv[:4])}... exited {done.returncode}: "
+                           f"{err_path.read_text()[-2000:]}")  # fmt: skip
+    return ChildRun(
+        argv=argv,
+        returncode=done.returncode,
+        seconds=usage["seconds"],
+        cpu_seconds=usage["cpu"],
+        peak_rss_mb=usage["maxrss_kb"] / 1024,  # KiB on Linux
+        stdout=stdout,
+    )
+
+
+class OtherLoad:
+    """CPU used by processes other than ours (this one, its child, our servers), in cores.
+
+    Busy time of the whole machine (/proc/stat) minus our own: a shared machine slows every
+    figure down, and this says how much it was shared during each phase.
+    """
+
+    def __init__(self, own_pids: Sequence[int]) -> None:
+        self.own_pids = list(own_pids)
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float]:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        busy = (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+        times = os.times()
+        own = times.user + times.system + sum(_process_cpu(pid) for pid in self.own_pids)
+        return time.perf_counter(), busy, own
+
+    def cores(self, child_cpu: float = 0.0) -> float:
+        end = self._sample()
+        wall, busy, own = (b - a for a, b in zip(self.start, end, strict=True))
+        return max(0.0, (busy - own - child_cpu) / wall) if wall > 0 else 0.0
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def run_phase(
+    own: Sequence[ServerProcess], measure: Callable[P, Phase], *args: P.args, **kwargs: P.kwargs
+) -> Phase:
+    """`measure(...)`, plus the CPU that other processes took from the machine meanwhile."""
+    load = OtherLoad([server.pid for server in own])
+    phase = measure(*args, **kwargs)
+    phase.other_cores = load.cores(phase.cpu_seconds if phase.in_child else 0.0)
+    log(
+        f"{phase.name}: {phase.items} items in {phase.seconds:.1f} s ({phase.rate:.0f}/s; "
+        f"other processes used {phase.other_cores:.2f} cores)"
+    )
+    return phase
+
+
+def best_of(attempts: list[Phase]) -> Phase:
+    """The fastest attempt: interference from other work on the machine only ever slows down."""
+    best = max(attempts, key=lambda phase: phase.rate)
+    best.runs = [round(phase.rate, 1) for phase in attempts]
+    return best
+
+
+@dataclass
+class Runner:
+    """Runs one measurement against DynamoDB Local; one that writes gets a new osmem."""
+
+    setup: Setup
+    ddb: ServerProcess
+    engine: str = ""  # what osmem answers as
+
+    def in_process(
+        self, measure: Callable[Concatenate[Setup, P], Phase], *args: P.args, **kwargs: P.kwargs
+    ) -> Phase:
+        return run_phase([self.ddb], measure, self.setup, *args, **kwargs)
+
+    def with_osmem(
+        self,
+        measure: Callable[Concatenate[Setup, str, P], Phase],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Phase:
+        with fresh_search_server(WORK_DIR / "search") as es:
+            self.engine = str(make_search_client(SearchSettings(url=es.url))[1])
+            return run_phase([self.ddb, es], measure, self.setup, es.url, *args, **kwargs)
+
+
+# --- servers and data ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dynamodb_local(state_dir: Path) -> Iterator[ServerProcess]:
+    server = start_dynamodb(free_port(), state_dir, db_path=DB_PATH)
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+@contextlib.contextmanager
+def fresh_search_server(state_dir: Path) -> Iterator[ServerProcess]:
+    """A new osmem for one phase: it keeps every document in memory and never frees any."""
+    server = start_search(free_port(), state_dir)
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+class WithoutStreams:
+    """The DynamoDB client as `seed()` sees it, except that the tables it creates get no stream.
+
+    DynamoDB Local with -sharedDb slows writes to stream-enabled tables down as stream records pile
+    up in its database file (seen here: 100-270 items/s on a new file, 16/s once about 30k stream
+    records were in it, against 110-160/s for a table without a stream on that same file), which
+    would make loading 200k items take hours. Only scans read the data here, and they never touch
+    streams; the items are exactly those `seed()` writes.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def create_table(self, **kwargs: Any) -> Any:
+        kwargs.pop("StreamSpecification", None)
+        return self._client.create_table(**kwargs)
+
+
+def ensure_dataset(endpoint: str, items: int) -> list[str]:
+    """The 3 seeded tables of `items` items; seeded only when the marker or the counts differ."""
+    ddb = make_dynamodb_client(DynamoSettings(endpoint=endpoint))
+    prefix = f"bench-{items}-{ITEM_BYTES}b-"
+    marker = DATA_DIR / f"seeded-{prefix.rstrip('-')}.json"
+    if marker.is_file():
+        expected: dict[str, int] = json.loads(marker.read_text())["tables"]
+        try:
+            found = {name: describe_table(ddb, name).item_count for name in expected}
+        except Exception:  # a table is missing: the database folder was removed or replaced
+            found = {}
+        if found == expected:
+            log(f"data set {prefix}*: {items} items already loaded ({marker.name})")
+            return list(expected)
+    marker.unlink(missing_ok=True)
+    log(f"loading {items} items of about {ITEM_BYTES} bytes into {prefix}* (once; minutes)")
+    started = time.perf_counter()
+    tables = seed(WithoutStreams(ddb), items=items, prefix=prefix, item_bytes=ITEM_BYTES)
+    log(f"loaded in {time.perf_counter() - started:.0f} s")
+    counts = {t.name: t.items for t in tables}
+    info = {"items": items, "item_bytes": ITEM_BYTES, "streams": False, "tables": counts}
+    marker.write_text(json.dumps(info))
+    return list(counts)
+
+
+# --- measurements --------------------------------------------------------------------------------
+
+
+def prepare_actions(setup: Setup) -> list[Action]:
+    """The full set as the bulk actions reindex would send (untimed; W sends them)."""
+    ddb = make_dynamodb_client(DynamoSettings(endpoint=setup.dynamodb_url))
+    install_fast_decode(ddb)
+    shapes = {}
+    for name in setup.full:
+        info = describe_table(ddb, name)
+        shapes[name] = TableSettings(name).shape(info.hash_key, info.range_key)
+    actions: list[Action] = []
+    for page in scan_pages(ddb, setup.scan_tasks(), workers=setup.segments):
+        version = scan_version(page.started_ms, DEFAULT_OVERLAP_MS)
+        shape = shapes[page.table]
+        actions.extend(index_action(to_document(item, shape), version) for item in page.items)
+    return actions
+
+
+def measure_bulk(setup: Setup, es_url: str, actions: list[Action]) -> Phase:
+    """W: send prepared documents with BulkWriter into indices set up as reindex sets them up."""
+    es, _engine = make_search_client(SearchSettings(url=es_url))
+    for index in sorted({action[0]["index"]["_index"] for action in actions}):
+        es.indices.create(index=index)
+        apply_index_settings(es, index, BULK_LOAD_SETTINGS)
+    writer = BulkWriter(es, BulkOptions(chunk_size=setup.chunk_size))
+    failed = 0
+    cpu, started = time.process_time(), time.perf_counter()
+    for result in writer.write((action, None) for action in actions):
+        failed += not result.ok
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Phase("W bulk", len(actions), seconds, cpu, note=f"{failed} failed" if failed else "")
+
+
+def measure_scan(setup: Setup, *, fast: bool) -> Phase:
+    """R: the reindex scan of the full set (same tasks, threads, queue); items counted, dropped."""
+    ddb = make_dynamodb_client(DynamoSettings(endpoint=setup.dynamodb_url))
+    if fast:
+        install_fast_decode(ddb)
+    tasks = setup.scan_tasks()
+    items = 0
+    cpu, started = time.process_time(), time.perf_counter()
+    for page in scan_pages(ddb, tasks, workers=setup.segments):
+        items += len(page.items)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Phase("R scan, fast decode" if fast else "R scan, boto3 parsing", items, seconds, cpu)
+
+
+def measure_reindex(setup: Setup, es_url: str, *, small: bool) -> Phase:
+    """T: the real CLI in a child process, timed from spawn to exit."""
+    tables = setup.small if small else setup.full
+    workdir = WORK_DIR / ("T-small" if small else "T")
+    argv = [
+        sys.executable, "-m", "ddb2es_cli", "--dynamodb-endpoint", setup.dynamodb_url,
+        "--es-url", es_url, "--quiet", "--json", "reindex", *tables,
+        "--segments", str(setup.segments), "--chunk-size", str(setup.chunk_size),
+        "--failures", str(workdir / "failures.ndjson"), "--state-file", str(workdir / "state.json"),
+    ]  # fmt: skip
+    child = run_child(argv, workdir)
+    summary = json.loads(child.stdout)
+    scanned = sum(t["scanned"] for t in summary["tables"])
+    indexed = sum(t["indexed"] for t in summary["tables"])
+    es, _engine = make_search_client(SearchSettings(url=es_url))
+    counted = int(es.count(index="*")["count"])
+    return Phase(
+        "T reindex, small set" if small else "T reindex",
+        scanned,
+        child.seconds,
+        child.cpu_seconds,
+        child.peak_rss_mb,
+        in_child=True,
+        note=f"indexed {indexed}, count {counted}, failures {summary['failures']}",
+        command=shlex.join(argv),
+    )
+
+
+def measure_straightforward(setup: Setup, es_url: str) -> Phase:
+    """The CPU baseline: bench/straightforward.py on the full set, in a process of its own."""
+    argv = [
+        sys.executable, str(BENCH_DIR / "straightforward.py"),
+        "--dynamodb-endpoint", setup.dynamodb_url, "--es-url", es_url,
+        "--segments", str(setup.segments), "--chunk-size", str(setup.chunk_size), *setup.full,
+    ]  # fmt: skip
+    child = run_child(argv, WORK_DIR / "baseline")
+    result = json.loads(child.stdout)
+    return Phase(
+        "baseline client",
+        int(result["items"]),
+        child.seconds,
+        child.cpu_seconds,
+        child.peak_rss_mb,
+        in_child=True,
+        note=f"indexed {result['indexed']}, failed {result['failed']}",
+        command=shlex.join(argv),
+    )
+
+
+def measure_naive(setup: Setup, es_url: str, sample: int) -> Phase:
+    """One scan thread (boto3 paginator), one `index` request per item, on the first items."""
+    table = setup.full[0]
+    ddb = make_dynamodb_client(DynamoSettings(endpoint=setup.dynamodb_url))
+    es, _engine = make_search_client(SearchSettings(url=es_url))
+    keys = key_names(ddb, table)
+    items = 0
+    cpu, started = time.process_time(), time.perf_counter()
+    for page in ddb.get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"][: sample - items]:
+            action = plain_action(item, keys)
+            es.index(index=action["_index"], id=action["_id"], body=action["_source"])
+            items += 1
+        if items >= sample:
+            break
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Phase("naive", items, seconds, cpu, note=f"first {sample} items of {table}")
+
+
+# --- machine and summary -------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    def first(path: str, prefix: str) -> str:
+        found = (line for line in Path(path).read_text().splitlines() if line.startswith(prefix))
+        return next(found, ":unknown").split(":", 1)[1].strip()
+
+    jar = ensure_dynamodb_local() / "DynamoDBLocal.jar"
+    with zipfile.ZipFile(jar) as archive:
+        pom = archive.read("META-INF/maven/com/amazonaws/DynamoDBLocal/pom.properties").decode()
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    return {
+        "cores": os.cpu_count(),
+        "cpu": first("/proc/cpuinfo", "model name"),
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "boto3": version("boto3"),
+        "botocore": version("botocore"),
+        "opensearch-py": version("opensearch-py"),
+        "osmem-server": version("osmem-server"),
+        "ddb2es": version("ddb2es"),
+        "ddb2es_commit": git_state(),
+        "dynamodb_local": first_value(pom, "version="),
+        "java": (java.stderr.splitlines() or ["unknown"])[0],
+    }
+
+
+def git_state() -> str:
+    """The commit measured, and whether the working tree had changes (the package is shared)."""
+    git = ["git", "-C", str(BENCH_DIR.parent)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "ddb2es_cli"],
+                             capture_output=True, text=True)  # fmt: skip
+    dirty = f" + uncommitted changes in {len(changed.stdout.splitlines())} files"
+    return head.stdout.strip() + (dirty if changed.stdout.strip() else "")
+
+
+def package_digest() -> str:
+    """A digest of the package's sources: shows whether they changed while the benchmark ran."""
+    digest = hashlib.sha256()
+    for path in sorted((BENCH_DIR.parent / "ddb2es_cli").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def first_value(text: str, prefix: str) -> str:
+    return next((line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)), "")
+
+
+def summarize(p: dict[str, Phase]) -> dict[str, Any]:
+    """The ratios, and whether the targets were met."""
+    r, w, t = p["R fast"], p["W"], p["T"]
+    t_vs_min_rw = t.rate / min(r.rate, w.rate)
+    cpu_ratio = t.cpu_us_per_item / p["baseline"].cpu_us_per_item
+    growth = (t.peak_rss_mb or 0.0) - (p["T small"].peak_rss_mb or 0.0)
+    return {
+        "T_over_min_R_W": round(t_vs_min_rw, 3),
+        "T_over_naive": round(t.rate / p["naive"].rate, 2),
+        "fast_decode_speedup_R": round(r.rate / p["R plain"].rate, 2),
+        "cpu_ratio_T_over_baseline": round(cpu_ratio, 3),
+        "memory_growth_mb": round(growth, 1),
+        "targets": {
+            "T >= 0.8 x min(R, W)": t_vs_min_rw >= TARGET_T_VS_MIN_RW,
+            "T CPU/item <= 0.5 x baseline": cpu_ratio <= TARGET_CPU_RATIO,
+            f"peak RSS growth {p['T small'].items} -> {t.items} items <= 40 MB": (
+                growth <= TARGET_MEMORY_GROWTH_MB
+            ),
+        },
+    }
+
+
+def print_report(phases: dict[str, Phase], summary: dict[str, Any]) -> None:
+    header = (
+        f"{'phase':<24}{'items':>8}{'seconds':>9}{'items/s':>9}{'CPU us/item':>13}"
+        f"{'peak RSS MB':>13}{'others':>8}  note"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for phase in phases.values():
+        rss = f"{phase.peak_rss_mb:.0f}" if phase.peak_rss_mb is not None else "-"
+        tries = (
+            f"attempts {', '.join(f'{r:.0f}' for r in phase.runs)}/s" if len(phase.runs) > 1 else ""
+        )
+        note = "; ".join(text for text in (phase.note, tries) if text)
+        print(
+            f"{phase.name:<24}{phase.items:>8}{phase.seconds:>9.1f}{phase.rate:>9.0f}"
+            f"{phase.cpu_us_per_item:>13.0f}{rss:>13}{phase.other_cores:>8.2f}  {note}"
+        )
+    print("(others: cores that other processes on the machine used during the phase)\n")
+    for key, value in summary.items():
+        if key != "targets":
+            print(f"{key:<28}{value}")
+    for target, met in summary["targets"].items():
+        print(f"target {target:<48}{'met' if met else 'NOT met'}")
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="ddb2es benchmark (see docs/benchmarks.md)")
+    parser.add_argument("--items", type=int, default=FULL_ITEMS, help="items in the full set")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_ITEMS} items; small set and sample scaled"
+    )
+    parser.add_argument(
+        "--segments", type=int, default=default_segments(),
+        help="scan segments for R, T and the baseline (default: reindex's own default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="attempts of each rate measurement; the fastest counts (for a busy machine)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", type=Path, default=None,
+        help="results JSON (default: bench/results/latest.json; quick.json with --quick)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.items = QUICK_ITEMS
+    args.small_items = min(SMALL_ITEMS, args.items // 10)
+    args.naive_sample = min(NAIVE_SAMPLE, args.items // 10)
+    if args.output is None:
+        args.output = BENCH_DIR / "results" / ("quick.json" if args.quick else "latest.json")
+    return args
+
+
+def bulk_and_reindex(runner: Runner, repeat: int) -> tuple[Phase, Phase]:
+    """W and T, attempts alternated so that both meet the same load from other work."""
+    log("W: transforming the full set in memory (untimed; also warms DynamoDB Local up)")
+    actions = prepare_actions(runner.setup)
+    w, t = [], []
+    for _ in range(repeat):
+        w.append(runner.with_osmem(measure_bulk, actions))
+        t.append(runner.with_osmem(measure_reindex, small=False))
+    return best_of(w), best_of(t)
+
+
+def run_all(runner: Runner, repeat: int, naive_sample: int) -> dict[str, Phase]:
+    """Every phase; rates are the best of `repeat` attempts; memory and baseline run once."""
+    w, t = bulk_and_reindex(runner, repeat)
+    gc.collect()
+    return {
+        "W": w,
+        "R fast": best_of([runner.in_process(measure_scan, fast=True) for _ in range(repeat)]),
+        "R plain": best_of([runner.in_process(measure_scan, fast=False) for _ in range(repeat)]),
+        "T": t,
+        "T small": runner.with_osmem(measure_reindex, small=True),
+        "baseline": runner.with_osmem(measure_straightforward),
+        "naive": best_of([runner.with_osmem(measure_naive, naive_sample) for _ in range(repeat)]),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the servers
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    started, sources = time.strftime("%Y-%m-%dT%H:%M:%S%z"), package_digest()
+    with dynamodb_local(WORK_DIR / "dynamodb") as ddb:
+        setup = Setup(
+            dynamodb_url=ddb.url,
+            full=ensure_dataset(ddb.url, args.items),
+            small=ensure_dataset(ddb.url, args.small_items),
+            segments=args.segments,
+            chunk_size=BulkOptions().chunk_size,  # reindex's default, for W, T and the baseline
+        )
+        runner = Runner(setup, ddb)
+        phases = run_all(runner, args.repeat, args.naive_sample)
+    summary = summarize(phases)
+    if package_digest() != sources:
+        log("warning: ddb2es_cli changed while the benchmark ran; figures may mix versions")
+    commands = {"bench": shlex.join([sys.executable, *sys.argv])}
+    commands.update({key: phase.command for key, phase in phases.items() if phase.command})
+    config = {key: value for key, value in asdict(setup).items() if key != "dynamodb_url"}
+    config.update(items=args.items, small_items=args.small_items, item_bytes=ITEM_BYTES)
+    config.update(naive_sample=args.naive_sample, repeat=args.repeat)
+    results = {
+        "started": started,
+        "machine": {**machine_info(), "osmem_answers_as": runner.engine},
+        "package_sources": {"at_start": sources, "at_end": package_digest()},
+        "config": config,
+        "commands": commands,
+        "phases": {key: phase.as_dict() for key, phase in phases.items()},
+        "summary": summary,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print_report(phases, summary)
+    print(f"\nresults: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
