@@ -165,7 +165,8 @@ def test_rejected_documents_go_to_the_failures_file_with_exit_4(
         index=f"{stack.prefix}order",
         body={"mappings": {"properties": {"amount": {"type": "double"}}}},
     )
-    stack.put_items(table, [bad_type, conflicting])
+    metadata_field = {"pk": {"S": "bad-field"}, "_id": {"S": "an attribute named _id"}}
+    stack.put_items(table, [bad_type, conflicting, metadata_field])
     failures = tmp_path / "failures.ndjson"
     result = CliRunner().invoke(
         cli,
@@ -186,7 +187,7 @@ def test_rejected_documents_go_to_the_failures_file_with_exit_4(
     assert result.exit_code == 4, result.output
     lines = [json.loads(line) for line in failures.read_text().splitlines()]
     by_key = {json.dumps(line["key"], sort_keys=True): line for line in lines}
-    assert len(lines) == 2
+    assert len(lines) == 3
     bad = by_key[json.dumps({"pk": "bad-type"}, sort_keys=True)]
     assert bad["reason"].startswith("invalid_index_name")
     assert bad["table"] == table
@@ -194,6 +195,8 @@ def test_rejected_documents_go_to_the_failures_file_with_exit_4(
     assert mapping["index"] == f"{stack.prefix}order"
     assert mapping["id"] == '{"pk":"bad-mapping"}'
     assert "mapper_parsing_exception" in mapping["reason"] or "parse" in mapping["reason"]
+    field = by_key[json.dumps({"pk": "bad-field"}, sort_keys=True)]
+    assert "metadata field" in field["reason"]
 
 
 # --- faults ------------------------------------------------------------------------------------

@@ -295,7 +295,7 @@ def stream_value(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items, st.randoms())
 def test_both_item_shapes_give_identical_documents(
     item: dict[str, Any], rnd: random.Random
@@ -306,7 +306,7 @@ def test_both_item_shapes_give_identical_documents(
     assert to_document(item, SHAPE) == to_document(dict(shuffled), SHAPE)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(items)
 def test_document_is_json_and_round_trips_every_value(item: dict[str, Any]) -> None:
     d = to_document(item, SHAPE)
@@ -319,10 +319,10 @@ def test_document_is_json_and_round_trips_every_value(item: dict[str, Any]) -> N
     )
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(
     st.dictionaries(
-        names,
+        names.filter(lambda n: n != "TYPE"),  # a random TYPE may not be a valid index name
         st.one_of(st.text(), st.integers(-(10**30), 10**30), st.booleans(), st.none()),
         max_size=5,
     )

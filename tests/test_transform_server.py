@@ -42,7 +42,11 @@ values = st.recursive(
     lambda inner: st.dictionaries(names, inner, max_size=4).map(lambda v: {"M": v}),
     max_leaves=10,
 )
-items = st.dictionaries(names.filter(lambda n: n not in ("pk", "TYPE")), values, max_size=8).map(
+# Top-level names starting with "_" are left out: engines reserve some of them as metadata
+# fields (`_id`, `_index`, `_source`, ... differing by engine and version) and reject the
+# document; test_reindex shows such an item lands in the failures file.
+top_level_names = names.filter(lambda n: n not in ("pk", "TYPE") and not n.startswith("_"))
+items = st.dictionaries(top_level_names, values, max_size=8).map(
     lambda rest: {**rest, "pk": {"S": "k"}}
 )
 counter = itertools.count()
