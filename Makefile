@@ -39,8 +39,8 @@ lint: install
 demo: install java
 	$(BIN)/ddb2es local up --dynamodb-port $(DEMO_DYNAMODB_PORT) --es-port $(DEMO_ES_PORT)
 	$(DEMO_ENV) $(BIN)/ddb2es local seed --items $(DEMO_ITEMS)
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml doctor
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml template apply
+	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml doctor
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reindex --all
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reload --all --strategy blue-green --yes
 	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml stream --all --until-caught-up

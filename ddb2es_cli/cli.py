@@ -817,25 +817,26 @@ def template_options(func: F) -> F:
     for decorator in reversed(
         [
             click.option(
-                "--name", default=None, help="Template name (default ddb2es-single-shard)."
+                "--name",
+                default=None,
+                help="Template name (default: [template] name, else ddb2es-single-shard).",
             ),
             click.option(
                 "--replicas",
                 type=click.IntRange(min=0),
                 default=None,
-                help="number_of_replicas (default: left to the cluster).",
+                help="number_of_replicas (default: [template] replicas, else the cluster's).",
             ),
             click.option(
                 "--priority",
                 type=click.IntRange(min=0),
                 default=None,
-                help="Composable template priority.",
+                help="Composable template priority (default: [template] priority, else 10).",
             ),
             click.option(
                 "--numbers-as-double/--no-numbers-as-double",
-                default=True,
-                show_default=True,
-                help="Map dynamically detected numbers to double.",
+                default=None,
+                help="Map dynamically detected numbers to double (default: on).",
             ),
             click.option(
                 "--legacy/--composable",
@@ -855,7 +856,7 @@ def _template_call(
     name: str | None,
     replicas: int | None,
     priority: int | None,
-    numbers_as_double: bool,
+    numbers_as_double: bool | None,
     legacy: bool | None,
     dry_run: bool,
     json_output: bool,
@@ -926,7 +927,7 @@ def template_apply(
     name: str | None,
     replicas: int | None,
     priority: int | None,
-    numbers_as_double: bool,
+    numbers_as_double: bool | None,
     legacy: bool | None,
     dry_run: bool,
     json_output: bool,
@@ -961,7 +962,7 @@ def template_check(
     name: str | None,
     replicas: int | None,
     priority: int | None,
-    numbers_as_double: bool,
+    numbers_as_double: bool | None,
     legacy: bool | None,
     json_output: bool,
     quiet: bool,
@@ -986,7 +987,7 @@ def template_show(
     name: str | None,
     replicas: int | None,
     priority: int | None,
-    numbers_as_double: bool,
+    numbers_as_double: bool | None,
     legacy: bool | None,
     json_output: bool,
     quiet: bool,

@@ -95,6 +95,17 @@ class TableSettings:
 
 
 @dataclass(frozen=True)
+class TemplateSettings:
+    """The `[template]` section: what `template apply|check`, `reload` and `doctor` all expect,
+    so a weekend reload never undoes what CI installed."""
+
+    name: str | None = None
+    replicas: int | None = None
+    priority: int | None = None
+    numbers_as_double: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     dynamodb: DynamoSettings = DynamoSettings()
     search: SearchSettings = SearchSettings()
@@ -103,6 +114,7 @@ class Settings:
     default_type: str = "default"
     index_prefix: str = ""
     version_overlap_ms: int = DEFAULT_OVERLAP_MS
+    template: TemplateSettings = TemplateSettings()
     source: str | None = None  # the config file read, if any
 
     def table(self, name: str) -> TableSettings:
@@ -180,6 +192,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         search=search_settings,
         tables=tables,
         version_overlap_ms=_non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS),
+        template=_template_settings(_section(data, "template")),
         source=source,
         **global_defaults,
     )
@@ -189,6 +202,31 @@ def _non_negative_int(section: Mapping[str, Any], name: str, default: int) -> in
     value = section.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"[defaults] {name} must be a whole number of milliseconds >= 0")
+    return value
+
+
+def _template_settings(section: Mapping[str, Any]) -> TemplateSettings:
+    unknown = set(section) - {"name", "replicas", "priority", "numbers_as_double"}
+    if unknown:
+        raise ConfigError(f"[template]: unknown keys {sorted(unknown)}")
+    name = section.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigError("[template] name must be a non-empty string")
+    numbers_as_double = section.get("numbers_as_double", True)
+    if not isinstance(numbers_as_double, bool):
+        raise ConfigError("[template] numbers_as_double must be true or false")
+    return TemplateSettings(
+        name=name,
+        replicas=_optional_count(section, "replicas"),
+        priority=_optional_count(section, "priority"),
+        numbers_as_double=numbers_as_double,
+    )
+
+
+def _optional_count(section: Mapping[str, Any], name: str) -> int | None:
+    value = section.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ConfigError(f"[template] {name} must be a whole number >= 0")
     return value
 
 

@@ -13,6 +13,7 @@ from ddb2es_cli.clients import make_dynamodb_client, make_search_client
 from ddb2es_cli.config import Settings, redact
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
+from ddb2es_cli.template import check_template, template_spec
 
 
 @dataclass
@@ -90,8 +91,27 @@ def _search_checks(settings: Settings, state_dir: Path, fix: bool) -> list[Check
             f"cluster status {health.get('status', '?')}",
         )
     ]
+    checks.append(_template_check(client, engine, settings))
     checks.append(_bulk_load_check(client, state_dir, fix))
     return checks
+
+
+def _template_check(client: Any, engine: Any, settings: Settings) -> Check:
+    """The template `template apply` would install (flags aside: the `[template]` section)."""
+    spec = template_spec(settings)
+    try:
+        result = check_template(client, engine, spec)
+    except Ddb2esError as exc:
+        return Check("template", False, f"{spec.name}: {exc}")
+    if result.action == "matches":
+        return Check("template", True, f"{result.request.split()[1]} matches")
+    changes = f" ({len(result.diff)} differences)" if result.diff else ""
+    return Check(
+        "template",
+        False,
+        f"{result.request.split()[1]} {result.action}{changes}: "
+        "`ddb2es template check` shows the diff, `ddb2es template apply` installs it",
+    )
 
 
 def _bulk_load_check(client: Any, state_dir: Path, fix: bool) -> Check:

@@ -141,11 +141,18 @@ def template_spec(
     *,
     name: str | None = None,
     replicas: int | None = None,
-    numbers_as_double: bool = True,
+    numbers_as_double: bool | None = None,
     priority: int | None = None,
 ) -> TemplateSpec:
     """The template for this configuration: `<prefix>*` for each distinct index prefix (the
-    global one and each table's), or `*` when any of them is empty."""
+    global one and each table's), or `*` when any of them is empty. Arguments left None come
+    from the `[template]` section."""
+    configured = settings.template
+    name = name if name is not None else configured.name
+    replicas = replicas if replicas is not None else configured.replicas
+    priority = priority if priority is not None else configured.priority
+    if numbers_as_double is None:
+        numbers_as_double = configured.numbers_as_double
     if name is not None and not name.strip():
         raise ConfigError("the template name must not be empty")
     if replicas is not None and replicas < 0:

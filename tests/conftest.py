@@ -15,7 +15,13 @@ import pytest
 
 from ddb2es_cli import local
 from ddb2es_cli.clients import make_dynamodb_client, make_search_client
-from ddb2es_cli.config import DynamoSettings, SearchSettings, Settings, TableSettings
+from ddb2es_cli.config import (
+    DynamoSettings,
+    SearchSettings,
+    Settings,
+    TableSettings,
+    TemplateSettings,
+)
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +77,19 @@ class Stack:
                 TableSettings(name=t, index_prefix=self.prefix, **table_options) for t in tables
             ),
             index_prefix=self.prefix,
+            template=TemplateSettings(name=self.template_name),
         )
+
+    @property
+    def template_name(self) -> str:
+        """Each test its own template, so tests never rewrite one another's."""
+        return f"{self.prefix}single-shard"
 
     def config_file(self, directory: Path, *tables: str) -> Path:
         """A ddb2es.toml naming `tables`, with this test's index prefix."""
         path = directory / "ddb2es.toml"
         lines = ["[defaults]", f'index_prefix = "{self.prefix}"', ""]
+        lines += ["[template]", f'name = "{self.template_name}"', ""]
         for table in tables:
             lines += ["[[tables]]", f'name = "{table}"', ""]
         path.write_text("\n".join(lines))

@@ -116,11 +116,10 @@ def test_dynamodb_endpoint_flag_beats_environment_beats_file(
         "ok": True,
         "detail": f"{by_name} answers",
     }
-    assert flag["ok"]
 
     from_env = doctor_json(["--config", str(config)], env)
     assert check(from_env, "dynamodb")["detail"] == f"{dynamodb_url} answers"
-    assert from_env["ok"]
+    assert check(from_env, "dynamodb")["ok"]
 
     file_only = write(
         tmp_path / "file.toml",
@@ -403,6 +402,13 @@ BAD_CONFIGS = {
     "url without scheme": ('[search]\nurl = "search.example.com:9200"\n', ["http://"]),
     "basic without credentials": ('[search]\nauth = "basic"\n', ["basic auth needs"]),
     "api-key without key": ('[search]\nauth = "api-key"\n', ["api-key auth needs"]),
+    "template unknown key": ("[template]\nshards = 2\n", ["[template]", "shards"]),
+    "template negative replicas": ("[template]\nreplicas = -1\n", ["[template] replicas"]),
+    "template empty name": ('[template]\nname = " "\n', ["[template] name"]),
+    "template numbers not bool": (
+        '[template]\nnumbers_as_double = "yes"\n',
+        ["[template] numbers_as_double"],
+    ),
 }
 
 
@@ -427,6 +433,31 @@ def test_missing_explicit_config_file(tmp_path: Path) -> None:
         assert_usage_error(invoke(["--config", str(missing), *command]), "not found", str(missing))
         env = {"DDB2ES_CONFIG": str(missing)}
         assert_usage_error(invoke(command, env), "not found", str(missing))
+
+
+def test_template_section_sets_what_every_command_expects(tmp_path: Path) -> None:
+    """CI's `template check`, the weekend reload and doctor build the same template from it."""
+    from ddb2es_cli.template import template_spec
+
+    path = write(
+        tmp_path / "t.toml",
+        '[template]\nname = "ours"\nreplicas = 1\npriority = 20\nnumbers_as_double = false\n',
+    )
+    settings = load_settings(path, {})
+    spec = template_spec(settings)
+    assert (spec.name, spec.replicas, spec.priority, spec.numbers_as_double) == (
+        "ours",
+        1,
+        20,
+        False,
+    )
+    flags = template_spec(settings, name="flag", replicas=0, priority=0, numbers_as_double=True)
+    assert (flags.name, flags.replicas, flags.priority, flags.numbers_as_double) == (
+        "flag",
+        0,
+        0,
+        True,
+    )
 
 
 def test_non_integer_overlap_is_a_config_error(tmp_path: Path) -> None:

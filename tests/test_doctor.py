@@ -13,9 +13,11 @@ from elasticsearch import Elasticsearch
 
 from ddb2es_cli import local
 from ddb2es_cli.cli import cli
+from ddb2es_cli.clients import detect_engine
 from ddb2es_cli.config import DynamoSettings, SearchSettings, Settings
 from ddb2es_cli.doctor import run_doctor
 from ddb2es_cli.errors import ExitStatus
+from ddb2es_cli.template import apply_template, template_spec
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -44,13 +46,23 @@ def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in report["checks"]}
 
 
-def test_both_servers_pass_and_are_named(any_stack: Stack) -> None:
+def configured(stack: Stack, directory: Path) -> list[str]:
+    """A config naming this test's template, with the template installed."""
+    config = stack.config_file(directory)
+    apply_template(
+        stack.es, detect_engine(stack.settings().search), template_spec(stack.settings())
+    )
+    return ["--config", str(config)]
+
+
+def test_both_servers_pass_and_are_named(any_stack: Stack, tmp_path: Path) -> None:
     expected = {
         "opensearch": "opensearch 3.8.0 via opensearch-py",
         "elasticsearch": "elasticsearch 8.",
     }
     engine = "elasticsearch" if isinstance(any_stack.es, Elasticsearch) else "opensearch"
-    result = CliRunner().invoke(cli, ["doctor", "--json"], env=any_stack.cli_env())
+    args = [*configured(any_stack, tmp_path), "doctor", "--json"]
+    result = CliRunner().invoke(cli, args, env=any_stack.cli_env())
     assert result.exit_code == ExitStatus.OK, result.output
     assert result.stderr == ""
     report = json.loads(result.stdout)
@@ -66,11 +78,35 @@ def test_both_servers_pass_and_are_named(any_stack: Stack) -> None:
     assert detail.startswith(f"{any_stack.es_url}: {expected[engine]}")
     client = "opensearch-py" if engine == "opensearch" else "elasticsearch-py"
     assert f"via {client}, auth none, cluster status " in detail
+    assert found["template"]["detail"].endswith(f"/{any_stack.template_name} matches")
     assert all(c["ok"] for c in report["checks"])
 
 
-def test_text_output_names_engine_version_client_and_auth(any_stack: Stack) -> None:
-    result = doctor(any_stack, "--es-api-key", "id:key")
+def test_missing_or_changed_template_fails_with_the_way_out(
+    any_stack: Stack, tmp_path: Path
+) -> None:
+    config = ["--config", str(any_stack.config_file(tmp_path))]
+    missing = checks(doctor_json(any_stack, *config))["template"]
+    assert not missing["ok"]
+    assert f"/{any_stack.template_name} missing" in missing["detail"]
+    assert "ddb2es template apply" in missing["detail"]
+
+    settings = any_stack.settings()
+    engine = detect_engine(settings.search)
+    try:
+        apply_template(any_stack.es, engine, template_spec(settings, replicas=3))
+        report = doctor_json(any_stack, *config)
+        assert report["ok"] is False
+        changed = checks(report)["template"]
+        assert not changed["ok"]
+        assert "differs (1 differences)" in changed["detail"], changed
+        assert checks(report)["search"]["ok"]
+    finally:
+        any_stack.es.indices.delete_index_template(name=any_stack.template_name)
+
+
+def test_text_output_names_engine_version_client_and_auth(any_stack: Stack, tmp_path: Path) -> None:
+    result = doctor(any_stack, *configured(any_stack, tmp_path), "--es-api-key", "id:key")
     assert result.exit_code == ExitStatus.OK, result.output
     text = result.stdout
     for word in ("dynamodb", "search", "ok", any_stack.es_url, "auth api-key", "via "):
@@ -163,6 +199,7 @@ def test_elasticsearch_8_refuses_sigv4(es_stack: Stack) -> None:
 def test_run_doctor_as_a_library(tmp_path: Path, stack: Stack) -> None:
     table = stack.create_table("lib", range_key="sk")
     settings = stack.settings(table)
+    apply_template(stack.es, detect_engine(settings.search), template_spec(settings))
     report = run_doctor(settings, state_dir=tmp_path / "state")
     assert report.ok, report.as_dict()
     assert [c.name for c in report.checks][:3] == ["dynamodb", f"table {table}", "search"]

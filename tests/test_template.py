@@ -403,3 +403,54 @@ def _body(response: Any) -> dict[str, Any]:
     body = getattr(response, "body", response)
     assert isinstance(body, dict)
     return body
+
+
+# --- through the CLI ----------------------------------------------------------------------------
+
+
+def _cli(stack: Stack, config: Any, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from ddb2es_cli.cli import cli
+
+    return CliRunner().invoke(cli, ["--config", str(config), *args], env=stack.cli_env())
+
+
+def test_cli_apply_check_show_and_exit_codes(any_stack: Stack, tmp_path: Any) -> None:
+    """What CI runs: `check` exits 0 when installed as configured, 3 with a diff otherwise."""
+    import json
+
+    from ddb2es_cli.errors import ExitStatus
+
+    config = any_stack.config_file(tmp_path)
+    config.write_text(config.read_text() + "replicas = 0\n")  # appended to [template]
+    name = any_stack.template_name
+    try:
+        missing = _cli(any_stack, config, "template", "check")
+        assert missing.exit_code == ExitStatus.DIFFERS, missing.output
+        assert f"/{name}: missing" in missing.stdout
+
+        dry = _cli(any_stack, config, "template", "apply", "--dry-run")
+        assert dry.exit_code == 0 and "would create" in dry.stdout
+        assert _cli(any_stack, config, "template", "check").exit_code == ExitStatus.DIFFERS
+
+        created = _cli(any_stack, config, "template", "apply")
+        assert created.exit_code == 0 and f"/{name}: created" in created.stdout
+        again = _cli(any_stack, config, "--json", "template", "apply")
+        assert json.loads(again.stdout)["action"] == "unchanged"
+        ok = _cli(any_stack, config, "--json", "template", "check")
+        assert ok.exit_code == 0, ok.output
+        assert (
+            json.loads(ok.stdout)["body"]["template"]["settings"]["index"]["number_of_replicas"]
+            == 0
+        )
+
+        # The flag beats the file: asking for one replica finds the installed template differs.
+        differs = _cli(any_stack, config, "template", "check", "--replicas", "1")
+        assert differs.exit_code == ExitStatus.DIFFERS
+        assert "number_of_replicas: expected 1, found 0" in differs.stdout
+
+        shown = _cli(any_stack, config, "template", "show")
+        assert json.loads(shown.stdout)["index_patterns"] == [f"{any_stack.prefix}*"]
+    finally:
+        _delete_templates(any_stack.es, name)
