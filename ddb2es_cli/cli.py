@@ -853,20 +853,24 @@ def template_options(func: F) -> F:
 def _template_call(
     ctx: click.Context,
     action: str,
+    json_output: bool,
+    quiet: bool,
+    *,
     name: str | None,
     replicas: int | None,
     priority: int | None,
     numbers_as_double: bool | None,
     legacy: bool | None,
-    dry_run: bool,
-    json_output: bool,
-    quiet: bool,
+    dry_run: bool = False,
 ) -> None:
+    """apply, check and show share the options that define the template."""
     from ddb2es_cli.clients import make_search_client
     from ddb2es_cli.template import (
         Flavour,
         apply_template,
         check_template,
+        flavour,
+        mapping_type,
         render,
         template_spec,
     )
@@ -882,10 +886,7 @@ def _template_call(
     es, engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
     kind: Flavour | None = None if legacy is None else ("legacy" if legacy else "composable")
     if action == "show":
-        from ddb2es_cli.template import flavour, mapping_type
-
-        chosen = kind or flavour(engine)
-        body = render(spec, chosen, mapping_type=mapping_type(engine))
+        body = render(spec, kind or flavour(engine), mapping_type=mapping_type(engine))
         click.echo(json.dumps(body, indent=2))
         return
     if action == "apply":
@@ -922,85 +923,42 @@ def template() -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
 @output_options
 @click.pass_context
-def template_apply(
-    ctx: click.Context,
-    name: str | None,
-    replicas: int | None,
-    priority: int | None,
-    numbers_as_double: bool | None,
-    legacy: bool | None,
-    dry_run: bool,
-    json_output: bool,
-    quiet: bool,
-) -> None:
+def template_apply(ctx: click.Context, /, json_output: bool, quiet: bool, **template: Any) -> None:
     """Install or update the template; no write when it is already identical.
 
     \b
     Example:
       ddb2es template apply --replicas 1 --dry-run
     """
-    _template_call(
-        ctx,
-        "apply",
-        name,
-        replicas,
-        priority,
-        numbers_as_double,
-        legacy,
-        dry_run,
-        json_output,
-        quiet,
-    )
+    _template_call(ctx, "apply", json_output, quiet, **template)
 
 
 @template.command("check")
 @template_options
 @output_options
 @click.pass_context
-def template_check(
-    ctx: click.Context,
-    name: str | None,
-    replicas: int | None,
-    priority: int | None,
-    numbers_as_double: bool | None,
-    legacy: bool | None,
-    json_output: bool,
-    quiet: bool,
-) -> None:
+def template_check(ctx: click.Context, /, json_output: bool, quiet: bool, **template: Any) -> None:
     """Exit 0 when the installed template matches, 3 with a diff when missing or different.
 
     \b
     Example:
       ddb2es --es-url https://search.example.com --es-aws-sigv4 template check
     """
-    _template_call(
-        ctx, "check", name, replicas, priority, numbers_as_double, legacy, False, json_output, quiet
-    )
+    _template_call(ctx, "check", json_output, quiet, **template)
 
 
 @template.command("show")
 @template_options
 @output_options
 @click.pass_context
-def template_show(
-    ctx: click.Context,
-    name: str | None,
-    replicas: int | None,
-    priority: int | None,
-    numbers_as_double: bool | None,
-    legacy: bool | None,
-    json_output: bool,
-    quiet: bool,
-) -> None:
+def template_show(ctx: click.Context, /, json_output: bool, quiet: bool, **template: Any) -> None:
     """Print the exact template body for this engine.
 
     \b
     Example:
       ddb2es template show --legacy
     """
-    _template_call(
-        ctx, "show", name, replicas, priority, numbers_as_double, legacy, False, json_output, quiet
-    )
+    _template_call(ctx, "show", json_output, quiet, **template)
 
 
 # --- reload -------------------------------------------------------------------------------------
