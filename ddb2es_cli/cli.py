@@ -62,6 +62,17 @@ segments_option = click.option(
 )
 
 
+def failures_option(default: str, what: str = "documents that failed") -> Callable[[F], F]:
+    return click.option(
+        "--failures",
+        "failures_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help=f"NDJSON file for {what}, with their keys and the reason.",
+    )
+
+
 def output_options(func: F) -> F:
     """--json and --quiet on every command as well as globally (`local up --json` reads well)."""
     func = click.option("--quiet", "quiet", is_flag=True, help="No progress bars or logs.")(func)
@@ -475,14 +486,7 @@ class _Bars:
     help="refresh_interval=-1 and 0 replicas during the load, restored after "
     "(default: only for indices this run creates).",
 )
-@click.option(
-    "--failures",
-    "failures_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("ddb2es-failures.ndjson"),
-    show_default=True,
-    help="NDJSON file for documents that failed.",
-)
+@failures_option("ddb2es-failures.ndjson")
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -669,6 +673,7 @@ def reindex(
     default=None,
     help="Cap read capacity consumed per second by the scans.",
 )
+@failures_option("ddb2es-drift-failures.ndjson", "documents the repair could not write")
 @click.option(
     "--report",
     "report_path",
@@ -694,6 +699,7 @@ def drift(
     yes: bool,
     segments: int | None,
     max_rcu: float | None,
+    failures_path: Path,
     report_path: Path | None,
     json_output: bool,
     quiet: bool,
@@ -703,7 +709,8 @@ def drift(
     Counts per index (exact by default: a key-only scan that consumes read capacity),
     sampled items compared field by field, documents drawn from each index looked up in the
     table (orphans), or with --full every key of both sides. Exit 0 when clean (within
-    --tolerance), 3 when drift is found, 1 on error.
+    --tolerance), 3 when drift is found, 4 when the repair could not write some documents
+    (see --failures), 1 on error.
 
     \b
     Example:
@@ -731,6 +738,7 @@ def drift(
         dry_run=dry_run,
         segments=segments or default_segments(),
         max_rcu=max_rcu,
+        failures_path=failures_path,
     )
     options.validate()  # usage errors before any client is built
     ddb, es = _clients(app)
@@ -805,7 +813,15 @@ def drift(
             console.print(line, markup=False)
         console.print(f"seed {data['seed']} (--seed {data['seed']} repeats this sample)")
 
+        if report.repair and report.repair.failed:
+            console.print(
+                f"[red]{report.repair.failed} documents could not be repaired[/]: "
+                f"see {escape(str(failures_path))}"
+            )
+
     emit(app, data, render)
+    if report.repair and report.repair.failed:
+        ctx.exit(ExitStatus.PARTIAL)
     if report.drifted:
         ctx.exit(ExitStatus.DIFFERS)
 
@@ -997,13 +1013,7 @@ def template_show(ctx: click.Context, /, json_output: bool, quiet: bool, **templ
 @click.option("--resume", is_flag=True, help="Continue an interrupted reload.")
 @click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@click.option(
-    "--failures",
-    "failures_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("ddb2es-failures.ndjson"),
-    show_default=True,
-)
+@failures_option("ddb2es-failures.ndjson")
 @output_options
 @click.pass_context
 def reload(
@@ -1139,14 +1149,7 @@ def _confirm(question: str) -> bool:
     default=None,
     help="Checkpoint file (default: .ddb2es/stream-<tables>.json).",
 )
-@click.option(
-    "--failures",
-    "failures_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("ddb2es-stream-failures.ndjson"),
-    show_default=True,
-    help="NDJSON file for records that kept failing.",
-)
+@failures_option("ddb2es-stream-failures.ndjson", "records that kept failing")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @output_options
 @click.pass_context

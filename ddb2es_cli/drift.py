@@ -105,7 +105,14 @@ from ddb2es_cli.search_json import (
     SearchJson,
     _is_connection_error,
 )
-from ddb2es_cli.sink import BulkOptions, BulkWriter, delete_action, index_action
+from ddb2es_cli.sink import (
+    BulkOptions,
+    BulkWriter,
+    Failure,
+    FailureLog,
+    delete_action,
+    index_action,
+)
 from ddb2es_cli.source import (
     CapacityLimiter,
     Key,
@@ -920,6 +927,7 @@ class _Repairer:
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.result = RepairResult(dry_run=run.options.dry_run)
+        self.failures = FailureLog(None if run.options.dry_run else run.options.failures_path)
         # table -> key JSON -> (index, id) -> what was found there
         self.pending: dict[str, dict[str, dict[tuple[str, str], str]]] = {}
 
@@ -930,8 +938,13 @@ class _Repairer:
             self.flush(finding.table)
 
     def finish(self) -> RepairResult:
-        for name in list(self.pending):
-            self.flush(name)
+        try:
+            for name in list(self.pending):
+                self.flush(name)
+        finally:
+            self.failures.close()
+        if self.failures.count:
+            self.result.failures_path = str(self.failures.path)
         return self.result
 
     def flush(self, name: str) -> None:
@@ -1041,6 +1054,10 @@ class _Repairer:
             else:
                 step.outcome = "failed"
                 step.error = result.error
+                key = json.loads(step.key_json)  # as reindex writes keys: ints stay exact
+                self.failures.write(
+                    Failure(step.table, key, step.index, step.id, f"{result.status} {result.error}")
+                )
             self._count(step)
 
     def _count(self, step: RepairStep) -> None:

@@ -41,6 +41,7 @@ class DriftOptions:
     buckets: int = 256  # full comparison: spill files per side
     work_dir: Path | None = None  # full comparison: where spill files go (default: temp dir)
     listed_steps: int = 200  # repair steps kept in the report (all are counted)
+    failures_path: Path | None = Path("ddb2es-drift-failures.ndjson")  # writes that failed
     fast_decode: bool = True
 
     @property
@@ -304,6 +305,7 @@ class RepairResult:
     verified: int = 0  # read back after the write and found right
     not_verified: int = 0
     steps: list[RepairStep] = field(default_factory=list)  # the first `listed_steps`
+    failures_path: str | None = None  # where the failed writes went, if any failed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -321,6 +323,7 @@ class RepairResult:
             "not_verified": self.not_verified,
             "steps": [s.as_dict() for s in self.steps],
             "steps_listed": len(self.steps),
+            "failures_path": self.failures_path,
         }
 
 

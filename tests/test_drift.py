@@ -557,3 +557,28 @@ def test_drift_command_exit_codes_json_and_report(stack: Stack, tmp_path: Path) 
     repaired = CliRunner().invoke(cli, [*args, "--repair", "--yes"], env=stack.cli_env())
     assert repaired.exit_code == 3, repaired.output  # drift was found (and repaired)
     assert CliRunner().invoke(cli, args, env=stack.cli_env()).exit_code == 0
+
+
+def test_a_repair_the_cluster_refuses_goes_to_the_failures_file_with_exit_4(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from ddb2es_cli.cli import cli
+
+    loaded = load(stack, tmp_path, 10)  # `amount` is mapped as a number now
+    refused = {**make_item(100, "Order"), "amount": {"S": "not a number"}}
+    stack.put_items(loaded.table, [refused])
+    config = str(stack.config_file(tmp_path, loaded.table))
+    failures = tmp_path / "drift-failures.ndjson"
+    args = ["--config", config, "--json", "drift", loaded.table, "--sample", "100", "--seed", "1"]
+    args += ["--repair", "--yes", "--failures", str(failures)]
+    result = CliRunner().invoke(cli, args, env=stack.cli_env())
+    assert result.exit_code == ExitStatus.PARTIAL, result.output
+    repair = json.loads(result.stdout)["repair"]
+    assert repair["failed"] == 1 and repair["failures_path"] == str(failures)
+    (line,) = [json.loads(text) for text in failures.read_text().splitlines()]
+    assert line["table"] == loaded.table
+    assert line["key"] == {"pk": "key-00100", "sk": 2}
+    assert (line["index"], line["id"]) == (loaded.index("Order"), doc_id(100))
+    assert line["reason"].startswith("400 ") and "parse" in line["reason"]
