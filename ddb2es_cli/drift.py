@@ -61,11 +61,8 @@ repair leaves those alone (409), and `tolerance` can accept a few.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import decimal
 import hashlib
-import heapq
 import json
 import logging
 import math
@@ -75,270 +72,53 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ddb2es_cli.config import Settings, TableSettings
+from ddb2es_cli.drift_compare import differing_fields, parse_document, source_hash
+from ddb2es_cli.drift_repair import Repairer
 from ddb2es_cli.drift_report import (
-    BATCH_GET_KEYS,
     ITEMS_PER_SEGMENT,
     MAX_RESULT_WINDOW,
     MAX_SEGMENTS,
     PILOT_SEGMENTS,
-    REPAIR_BATCH,
     DriftError,
     DriftOptions,
     DriftReport,
     Finding,
     FullCounts,
-    RepairResult,
-    RepairStep,
     TableReport,
 )
+from ddb2es_cli.drift_tables import BottomK, DriftTable, batch_get, key_projection, open_table
 from ddb2es_cli.errors import ConnectionFailed, Ddb2esError
 from ddb2es_cli.reindex import Progress
 from ddb2es_cli.search_json import (
     SearchJson,
     _is_connection_error,
 )
-from ddb2es_cli.sink import (
-    BulkOptions,
-    BulkWriter,
-    Failure,
-    FailureLog,
-    delete_action,
-    index_action,
-)
 from ddb2es_cli.source import (
     CapacityLimiter,
     Key,
     SegmentTask,
-    TableInfo,
     TableNotFound,
-    describe_table,
     install_fast_decode,
-    key_for_request,
     key_for_state,
     scan_pages,
 )
 from ddb2es_cli.transform import (
     Document,
-    TableShape,
     TransformError,
     document_id,
     index_name,
-    invalid_index_reason,
     key_from_id,
-    key_json,
-    scan_version,
     to_document,
     type_of,
 )
 
 log = logging.getLogger("ddb2es.drift")
-
-# --- comparing documents ---------------------------------------------------------------------
-
-
-def parse_document(text: str | bytes) -> Any:
-    """A document's JSON with exact numbers (what both sides are compared as)."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def canonical(value: Any) -> str:
-    """One spelling per value: keys sorted, numbers by value (1.50, 1.5 and 15E-1 agree)."""
-    if isinstance(value, dict):
-        return (
-            "{" + ",".join(json.dumps(k) + ":" + canonical(value[k]) for k in sorted(value)) + "}"
-        )
-    if isinstance(value, list):
-        return "[" + ",".join(canonical(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, (int, Decimal)):
-        return number_text(value)
-    if isinstance(value, float):  # not from our parser; kept comparable all the same
-        return number_text(Decimal(repr(value)))
-    return json.dumps(value)
-
-
-_EXACT = decimal.Context(prec=1000)  # DynamoDB numbers have up to 38 digits: never round
-
-
-def number_text(value: int | Decimal) -> str:
-    """A number's value as plain digits: 1.50, 1.5 and 15E-1 all give 1.5 (no rounding)."""
-    number = Decimal(value)
-    if not number.is_finite():
-        raise ValueError(f"not a finite number: {value}")
-    if number.is_zero():
-        return "0"
-    return format(number.normalize(_EXACT), "f")
-
-
-def source_hash(value: Any) -> str:
-    return hashlib.sha256(canonical(value).encode()).hexdigest()[:32]
-
-
-def differing_fields(expected: Any, actual: Any, prefix: str = "") -> list[str]:
-    """Dotted paths of the fields that differ (objects are walked; arrays compare whole)."""
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        paths: list[str] = []
-        for name in sorted(set(expected) | set(actual)):
-            path = f"{prefix}{name}"
-            if name not in expected or name not in actual:
-                paths.append(path)
-            else:
-                paths.extend(differing_fields(expected[name], actual[name], path + "."))
-        return paths
-    if canonical(expected) == canonical(actual):
-        return []
-    return [prefix.rstrip(".") or "<document>"]
-
-
-# --- DynamoDB helpers --------------------------------------------------------------------------
-
-
-@dataclass
-class _Table:
-    """One table of the run: what the checks need to know about it."""
-
-    settings: TableSettings
-    info: TableInfo
-    shape: TableShape
-    key_types: dict[str, str]
-    report: TableReport
-    sample_items: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def default_index(self) -> str | None:
-        name = (self.shape.index_prefix + self.shape.default_type).lower()
-        return name if invalid_index_reason(name) is None else None
-
-    def request_key(self, key_text: str) -> Key | None:
-        """A document-form key (`{"pk":"a"}`) as DynamoDB wants it; None if not this table's."""
-        try:
-            key = json.loads(key_text, parse_float=Decimal, parse_int=Decimal)
-        except ValueError:
-            return None
-        return self.request_key_of(key)
-
-    def request_key_of(self, key: Any) -> Key | None:
-        """The same for a key already parsed (numbers as Decimal)."""
-        if not isinstance(key, dict) or set(key) != set(self.shape.key_names):
-            return None
-        out: Key = {}
-        for name, value in key.items():
-            kind = self.key_types.get(name, "S")
-            if kind == "N" and isinstance(value, Decimal):
-                out[name] = {"N": number_text(value)}
-            elif kind == "S" and isinstance(value, str):
-                out[name] = {"S": value}
-            elif kind == "B" and isinstance(value, str):
-                try:
-                    out[name] = {"B": base64.b64decode(value, validate=True)}
-                except ValueError:
-                    return None
-            else:
-                return None
-        return out
-
-    def key_text(self, item: Mapping[str, Any]) -> str:
-        return key_json(item, self.shape.key_names)
-
-    def could_feed(self, index: str) -> bool:
-        return index.startswith(self.shape.index_prefix.lower())
-
-
-def _open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> _Table:
-    info = describe_table(ddb, table.name)
-    # TableInfo has no key types, and keys decoded from ids need them (S, N or B).
-    described = ddb.describe_table(TableName=table.name)["Table"]
-    types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}
-    counts = "exact" if options.full else options.counts
-    report = TableReport(info.name, info.hash_key, info.range_key, counts)
-    return _Table(table, info, table.shape(info.hash_key, info.range_key), types, report)
-
-
-def _projection(shape: TableShape) -> tuple[str, dict[str, str]]:
-    names: dict[str, str] = {}
-    for attribute in (*shape.key_names, shape.type_attribute):
-        if attribute not in names.values():
-            names[f"#a{len(names)}"] = attribute
-    return ", ".join(names), names
-
-
-def batch_get(
-    ddb: Any,
-    table: _Table,
-    keys: Sequence[Key],
-    *,
-    consistent: bool,
-    projection: bool = False,
-    phase: str,
-) -> Iterator[tuple[str, dict[str, Any] | None, int]]:
-    """(key JSON, item or None, read start ms) for every key; unprocessed keys are re-sent."""
-    for start in range(0, len(keys), BATCH_GET_KEYS):
-        pending = {table.key_text(k): k for k in keys[start : start + BATCH_GET_KEYS]}
-        attempt = 0
-        while pending:
-            request: dict[str, Any] = {
-                "Keys": [key_for_request(k) for k in pending.values()],
-                "ConsistentRead": consistent,
-            }
-            if projection:
-                expression, names = _projection(table.shape)
-                request["ProjectionExpression"] = expression
-                request["ExpressionAttributeNames"] = names
-            started_ms = int(time.time() * 1000)
-            response = ddb.batch_get_item(
-                RequestItems={table.name: request}, ReturnConsumedCapacity="TOTAL"
-            )
-            for used in response.get("ConsumedCapacity", []):
-                table.report.add_rcu(phase, float(used.get("CapacityUnits", 0.0)))
-            unprocessed = response.get("UnprocessedKeys", {}).get(table.name, {}).get("Keys", [])
-            retry = {table.key_text(k): k for k in unprocessed}
-            for item in response.get("Responses", {}).get(table.name, []):
-                text = table.key_text(item)
-                pending.pop(text, None)
-                yield text, item, started_ms
-            for text in [t for t in pending if t not in retry]:
-                del pending[text]
-                yield text, None, started_ms
-            if pending:
-                attempt += 1
-                time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
-
-
-class _BottomK:
-    """The `size` keys with the smallest seeded hash: a uniform random sample of everything
-    offered, the same whatever order it is offered in."""
-
-    def __init__(self, size: int, salt: str) -> None:
-        self.size = size
-        self.salt = salt.encode()
-        self._heap: list[tuple[int, str, Any]] = []
-
-    def offer(self, key_text: str, payload: Any) -> None:
-        if self.size <= 0:
-            return
-        digest = hashlib.sha256(self.salt + key_text.encode()).digest()
-        rank = int.from_bytes(digest[:8], "big")
-        if len(self._heap) < self.size:
-            heapq.heappush(self._heap, (-rank, key_text, payload))
-        elif rank < -self._heap[0][0]:
-            heapq.heapreplace(self._heap, (-rank, key_text, payload))
-
-    def payloads(self) -> list[Any]:
-        return [payload for _, _, payload in sorted(self._heap, key=lambda e: (-e[0], e[1]))]
-
 
 # --- the table side: counts and the sample -------------------------------------------------------
 
@@ -351,7 +131,7 @@ class _Run:
         ddb: Any,
         es: Any,
         settings: Settings,
-        tables: list[_Table],
+        tables: list[DriftTable],
         options: DriftOptions,
         seed: int,
         progress: Progress | None,
@@ -362,13 +142,13 @@ class _Run:
         self.progress = progress
         self.search = SearchJson(es, settings.search.safe_url)
         self.limiter = CapacityLimiter(options.max_rcu)
-        self.repairer = _Repairer(self) if options.repairing else None
-        self._others: list[_Table] | None = None
-        self.index_owners: dict[str, list[_Table]] = {}
+        self.repairer = Repairer(self) if options.repairing else None
+        self._others: list[DriftTable] | None = None
+        self.index_owners: dict[str, list[DriftTable]] = {}
 
     # -- who may own a document --
 
-    def candidates(self, index: str) -> list[_Table]:
+    def candidates(self, index: str) -> list[DriftTable]:
         """Every table that could feed `index`: this run's, then the other configured tables
         whose prefix matches (their documents must never pass for orphans of ours)."""
         if self._others is None:
@@ -377,19 +157,19 @@ class _Run:
             for table in self.settings.tables:
                 if table.name not in checked:
                     try:
-                        self._others.append(_open_table(self.ddb, table, self.options))
+                        self._others.append(open_table(self.ddb, table, self.options))
                     except TableNotFound:
                         log.warning("configured table %s does not exist", table.name)
         return [t for t in (*self.tables, *self._others) if t.could_feed(index)]
 
-    def others(self, index: str, but: _Table | None = None) -> list[_Table]:
+    def others(self, index: str, but: DriftTable | None = None) -> list[DriftTable]:
         """The candidates of `index` other than `but` (default: other than this run's)."""
         if but is None:
             return [t for t in self.candidates(index) if t not in self.tables]
         return [t for t in self.candidates(index) if t is not but]
 
     def claimed(
-        self, index: str, tables: Sequence[_Table], docs: Sequence[tuple[str, str]]
+        self, index: str, tables: Sequence[DriftTable], docs: Sequence[tuple[str, str]]
     ) -> set[str]:
         """Ids of the documents (id, key JSON) for which one of `tables` has an item that
         belongs in `index` under that very id (consistent reads)."""
@@ -417,10 +197,10 @@ class _Run:
 
     # -- exact counts (and the bottom-k sample) --
 
-    def count_exact(self, table: _Table) -> None:
+    def count_exact(self, table: DriftTable) -> None:
         report = table.report
-        sampler = _BottomK(self.options.sample, f"{self.seed}:{table.name}")
-        expression, names = _projection(table.shape)
+        sampler = BottomK(self.options.sample, f"{self.seed}:{table.name}")
+        expression, names = key_projection(table.shape)
         counts: Counter[str] = Counter()
         for page in self._scan(table, projection=expression, names=names):
             report.add_rcu("count_scan", page.consumed_rcu)
@@ -454,7 +234,9 @@ class _Run:
         report.sample_keys = [table.key_text(k) for k in keys]
         table.sample_items = [fetched[t] for t in report.sample_keys if t in fetched]
 
-    def _count_failure(self, table: _Table, item: Mapping[str, Any], exc: TransformError) -> None:
+    def _count_failure(
+        self, table: DriftTable, item: Mapping[str, Any], exc: TransformError
+    ) -> None:
         report = table.report
         if exc.reason == "invalid_index_name":
             report.invalid_index_items += 1
@@ -466,7 +248,7 @@ class _Run:
 
     def _scan(
         self,
-        table: _Table,
+        table: DriftTable,
         *,
         projection: str | None = None,
         names: dict[str, str] | None = None,
@@ -495,7 +277,7 @@ class _Run:
 
     # -- estimated counts (and the segment sample) --
 
-    def count_estimate(self, table: _Table) -> None:
+    def count_estimate(self, table: DriftTable) -> None:
         report = table.report
         report.items = table.info.item_count
         report.items_estimated = True
@@ -505,7 +287,7 @@ class _Run:
         )
         self.sample_segments(table)
 
-    def sample_segments(self, table: _Table) -> None:
+    def sample_segments(self, table: DriftTable) -> None:
         """Scan random segments of a finely cut table until `sample` items are in hand."""
         report = table.report
         wanted = self.options.sample
@@ -562,7 +344,7 @@ class _Run:
                 f"sampling stopped after {scanned} segment scans with {len(collected)} items: "
                 "the table holds far fewer items than its estimate"
             )
-        sampler = _BottomK(wanted, f"{self.seed}:{table.name}")
+        sampler = BottomK(wanted, f"{self.seed}:{table.name}")
         for item in collected:
             with contextlib.suppress(TransformError):  # a key the transform refuses
                 sampler.offer(table.key_text(item), item)
@@ -576,7 +358,7 @@ class _Run:
                 report.index(index_name(item, table.shape))
 
     def _scan_segments(
-        self, table: _Table, segments: list[int], total: int
+        self, table: DriftTable, segments: list[int], total: int
     ) -> Iterator[list[dict[str, Any]]]:
         tasks = [SegmentTask(table.name, s, total) for s in segments]
         for page in self._scan(table, tasks=tasks):
@@ -585,9 +367,9 @@ class _Run:
 
     # -- the search side: counts, sampled documents, orphans --
 
-    def owners(self) -> dict[str, list[_Table]]:
+    def owners(self) -> dict[str, list[DriftTable]]:
         """Every index of the run and the tables that feed it."""
-        owners: dict[str, list[_Table]] = {}
+        owners: dict[str, list[DriftTable]] = {}
         for table in self.tables:
             default = table.default_index
             if default is not None:
@@ -597,14 +379,14 @@ class _Run:
         self.index_owners = owners
         return owners
 
-    def run_tables_for(self, index: str) -> list[tuple[int, _Table]]:
+    def run_tables_for(self, index: str) -> list[tuple[int, DriftTable]]:
         """(position, table) of this run's tables that could feed `index`, those that do first:
         an orphan is charged to the first whose key attributes it has."""
         owners = self.index_owners.get(index, [])
         ranked = sorted(enumerate(self.tables), key=lambda pt: pt[1] not in owners)
         return [(p, t) for p, t in ranked if t.could_feed(index)]
 
-    def count_indices(self, owners: dict[str, list[_Table]]) -> None:
+    def count_indices(self, owners: dict[str, list[DriftTable]]) -> None:
         if self.options.refresh:
             self.search.refresh(owners)
         for name, tables in sorted(owners.items()):
@@ -622,7 +404,7 @@ class _Run:
                             t.report.index(name).table_count or 0 for t in tables
                         )
 
-    def check_sample(self, table: _Table) -> Iterator[Finding]:
+    def check_sample(self, table: DriftTable) -> Iterator[Finding]:
         report = table.report
         expected: dict[tuple[str, str], Document] = {}
         for item in table.sample_items:
@@ -652,7 +434,7 @@ class _Run:
                     "different", table.name, doc.index, doc.id, doc.key_json, fields=tuple(fields)
                 )
 
-    def check_orphans(self, index: str, tables: list[_Table]) -> Iterator[Finding]:
+    def check_orphans(self, index: str, tables: list[DriftTable]) -> Iterator[Finding]:
         """Documents drawn at random from `index` whose item is gone or belongs elsewhere.
 
         A document belongs to the first table of this run that has its item in this index,
@@ -668,7 +450,7 @@ class _Run:
             )
         seed = int.from_bytes(hashlib.sha256(f"{self.seed}:{index}".encode()).digest()[:4], "big")
         docs = self.search.random_docs(index, size, seed % 2**31)
-        first_reason: dict[str, tuple[_Table, str, str]] = {}  # id -> (table, key JSON, reason)
+        first_reason: dict[str, tuple[DriftTable, str, str]] = {}  # id -> (table, key JSON, reason)
         unclaimed = dict(docs)
         for _, table in self.run_tables_for(index):
             entries = [
@@ -709,7 +491,7 @@ class _Run:
 
     # -- full comparison --
 
-    def compare_full(self) -> Iterator[tuple[_Table, Finding]]:
+    def compare_full(self) -> Iterator[tuple[DriftTable, Finding]]:
         """Every key of both sides, bucketed on disk; only differing buckets are read back."""
         directory = Path(
             tempfile.mkdtemp(prefix="ddb2es-drift-", dir=self.options.work_dir or None)
@@ -737,7 +519,7 @@ class _Run:
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    def _full_table_side(self, position: int, table: _Table, side: _Buckets) -> None:
+    def _full_table_side(self, position: int, table: DriftTable, side: _Buckets) -> None:
         report = table.report
         report.sample_method = "full"
         counts: Counter[str] = Counter()
@@ -770,14 +552,14 @@ class _Run:
 
     def _compare_bucket(
         self, table_side: _Buckets, index_side: _Buckets, bucket: int
-    ) -> Iterator[tuple[_Table, Finding]]:
+    ) -> Iterator[tuple[DriftTable, Finding]]:
         expected: dict[str, dict[str, tuple[str, int, str]]] = {}
         for doc_id, index, digest, (position, text) in table_side.read(bucket):
             expected.setdefault(doc_id, {})[index] = (digest, position, text)
         actual: dict[str, dict[str, tuple[str, int, str]]] = {}
         for doc_id, index, digest, (position, text) in index_side.read(bucket):
             actual.setdefault(doc_id, {})[index] = (digest, position, text)
-        orphans: list[tuple[_Table, Finding]] = []
+        orphans: list[tuple[DriftTable, Finding]] = []
         for doc_id in sorted(set(expected) | set(actual)):
             want = expected.get(doc_id, {})
             have = actual.get(doc_id, {})
@@ -806,7 +588,7 @@ class _Run:
                 else:
                     yield table, finding
 
-    def describe_difference(self, table: _Table, finding: Finding) -> Finding:
+    def describe_difference(self, table: DriftTable, finding: Finding) -> Finding:
         """The differing fields of a full-comparison finding, from fresh reads of both sides."""
         fields: tuple[str, ...] = ("<changed since the scan>",)
         key = table.request_key(finding.key_json)
@@ -847,7 +629,7 @@ def _segment_order(rng: random.Random, total: int) -> Iterator[int]:
             yield segment
 
 
-def _doc_key(table: _Table, doc_id: str, source: Mapping[str, Any]) -> Key | None:
+def _doc_key(table: DriftTable, doc_id: str, source: Mapping[str, Any]) -> Key | None:
     """The DynamoDB key a document stands for, or None when it is not this table's."""
     try:
         key = key_from_id(doc_id, source)
@@ -857,7 +639,7 @@ def _doc_key(table: _Table, doc_id: str, source: Mapping[str, Any]) -> Key | Non
 
 
 def _orphan_reason(
-    table: _Table, index: str, doc_id: str, key_text: str, item: Mapping[str, Any] | None
+    table: DriftTable, index: str, doc_id: str, key_text: str, item: Mapping[str, Any] | None
 ) -> str:
     """Why the document should not be in `index`, or "" when it should."""
     if item is None:
@@ -915,180 +697,6 @@ class _Buckets:
             for line in handle:
                 entry: list[Any] = json.loads(line)
                 yield entry
-
-
-# --- repair ------------------------------------------------------------------------------------
-
-
-class _Repairer:
-    """Collects drifted keys per table and repairs them in batches: fresh consistent read,
-    plan, versioned writes (unless a dry run), read back."""
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.result = RepairResult(dry_run=run.options.dry_run)
-        self.failures = FailureLog(None if run.options.dry_run else run.options.failures_path)
-        # table -> key JSON -> (index, id) -> what was found there
-        self.pending: dict[str, dict[str, dict[tuple[str, str], str]]] = {}
-
-    def add(self, finding: Finding) -> None:
-        table = self.pending.setdefault(finding.table, {})
-        table.setdefault(finding.key_json, {})[(finding.index, finding.id)] = finding.kind
-        if len(table) >= REPAIR_BATCH:
-            self.flush(finding.table)
-
-    def finish(self) -> RepairResult:
-        try:
-            for name in list(self.pending):
-                self.flush(name)
-        finally:
-            self.failures.close()
-        if self.failures.count:
-            self.result.failures_path = str(self.failures.path)
-        return self.result
-
-    def flush(self, name: str) -> None:
-        targets = self.pending.pop(name, {})
-        if not targets:
-            return
-        table = next(t for t in self.run.tables if t.name == name)
-        steps = self.plan(table, targets)
-        self.result.keys += len(targets)
-        self.result.planned += len(steps)
-        if not self.run.options.dry_run and steps:
-            self.execute(steps)
-            self.verify(table, steps)
-        for step in steps:
-            if len(self.result.steps) < self.run.options.listed_steps:
-                self.result.steps.append(step)
-
-    def plan(
-        self, table: _Table, targets: dict[str, dict[tuple[str, str], str]]
-    ) -> list[RepairStep]:
-        """What to write for each key, from a consistent read made now."""
-        # Finding keys are canonical key JSON (the transform's, or re-spelled from the id).
-        keys = {text: key for text in targets if (key := table.request_key(text)) is not None}
-        for text in [t for t in targets if t not in keys]:
-            # Never act on a key that cannot be read back: "not found" would delete it.
-            log.warning("%s: cannot repair %s: not a key of this table", table.name, text)
-            del targets[text]
-        fresh = {
-            text: (item, started)
-            for text, item, started in batch_get(
-                self.run.ddb, table, list(keys.values()), consistent=True, phase="repair"
-            )
-        }
-        overlap = self.run.settings.version_overlap_ms
-        wanted: dict[str, tuple[Document | None, str, int]] = {}
-        pairs: set[tuple[str, str]] = set()
-        for text, places in targets.items():
-            item, started = fresh[table.key_text(keys[text])]
-            doc, gone_reason = None, "item_gone"
-            if item is not None:
-                try:
-                    doc = to_document(item, table.shape)
-                except TransformError as exc:
-                    gone_reason = exc.reason
-            wanted[text] = (doc, gone_reason, scan_version(started, overlap))
-            pairs |= set(places)
-            if doc is not None:
-                pairs.add((doc.index, doc.id))
-        current = self.run.search.mget(sorted(pairs))
-        steps = []
-        for text, places in targets.items():
-            doc, gone_reason, version = wanted[text]
-            if doc is not None:
-                have = current.get((doc.index, doc.id))
-                if have is None or differing_fields(parse_document(doc.source), have):
-                    reason = "missing" if have is None else "different"
-                    steps.append(
-                        RepairStep(
-                            "index",
-                            table.name,
-                            doc.index,
-                            doc.id,
-                            doc.key_json,
-                            version,
-                            reason,
-                            doc.source,
-                        )
-                    )
-                else:
-                    self.result.already_in_sync += 1
-            for index, doc_id in sorted(places):
-                if doc is not None and (index, doc_id) == (doc.index, doc.id):
-                    continue
-                if (index, doc_id) not in current:
-                    self.result.already_gone += 1
-                    continue
-                if self.run.claimed(index, self.run.others(index, but=table), [(doc_id, text)]):
-                    # The last safety net: another table has this very document.
-                    self.result.other_tables += 1
-                    continue
-                if doc is None:
-                    reason = gone_reason
-                elif doc.id == doc_id:
-                    reason = "type_changed"
-                else:
-                    reason = "id_not_canonical"
-                steps.append(RepairStep("delete", table.name, index, doc_id, text, version, reason))
-        return steps
-
-    def execute(self, steps: list[RepairStep]) -> None:
-        actions: list[tuple[Any, RepairStep]] = []
-        for step in steps:
-            if step.action == "index":
-                doc = Document(step.index, step.id, step.source or "{}", step.key_json)
-                actions.append((index_action(doc, step.version), step))
-            else:
-                actions.append((delete_action(step.index, step.id, step.version), step))
-        writer = BulkWriter(self.run.es, BulkOptions(chunk_size=500))
-        for result in writer.write(actions):
-            step = result.tag
-            if result.error is None:
-                step.outcome = "indexed" if step.action == "index" else "deleted"
-            elif result.status == 409:
-                step.outcome = "newer_write_in_flight"
-            elif result.status == 404 and step.action == "delete":
-                step.outcome = "already_gone"
-            else:
-                step.outcome = "failed"
-                step.error = result.error
-                key = json.loads(step.key_json)  # as reindex writes keys: ints stay exact
-                self.failures.write(
-                    Failure(step.table, key, step.index, step.id, f"{result.status} {result.error}")
-                )
-            self._count(step)
-
-    def _count(self, step: RepairStep) -> None:
-        r = self.result
-        if step.outcome == "indexed":
-            r.indexed += 1
-        elif step.outcome == "deleted":
-            r.deleted += 1
-        elif step.outcome == "newer_write_in_flight":
-            r.newer_write_in_flight += 1
-        elif step.outcome == "already_gone":
-            r.already_gone += 1
-        else:
-            r.failed += 1
-
-    def verify(self, table: _Table, steps: list[RepairStep]) -> None:
-        """Read back what was written: the document now as planned, or gone."""
-        done = [s for s in steps if s.outcome in ("indexed", "deleted", "already_gone")]
-        current = self.run.search.mget(sorted({(s.index, s.id) for s in done}))
-        for step in done:
-            have = current.get((step.index, step.id))
-            if step.action == "delete":
-                step.verified = have is None
-            else:
-                expected = parse_document(step.source or "{}")
-                step.verified = have is not None and not differing_fields(expected, have)
-            if step.verified:
-                self.result.verified += 1
-            else:
-                self.result.not_verified += 1
-                log.warning("%s: not as planned when read back", step.describe())
 
 
 # --- evaluation and the entry point ------------------------------------------------------------
@@ -1155,7 +763,7 @@ def run_drift(
     if options.fast_decode:
         install_fast_decode(ddb)
     try:
-        contexts = [_open_table(ddb, t, options) for t in tables]
+        contexts = [open_table(ddb, t, options) for t in tables]
         run = _Run(ddb, es, settings, contexts, options, seed, progress)
         report = DriftReport([t.report for t in contexts], seed, options)
         if options.full:
@@ -1209,7 +817,7 @@ def _run_full(run: _Run) -> None:
                 report.full = FullCounts()
 
 
-def _found(run: _Run, table: _Table, finding: Finding, *, full: bool) -> None:
+def _found(run: _Run, table: DriftTable, finding: Finding, *, full: bool) -> None:
     report = table.report.index(finding.index)
     if (
         full
