@@ -1,4 +1,4 @@
-"""Typed exceptions for the core and the one exit-code table used at the edge (cli.py)."""
+"""Typed exceptions for the core and the one exit-code table used at the edge (the cli package)."""
 
 from __future__ import annotations
 

@@ -74,3 +74,22 @@ def test_seed_refuses_to_write_to_aws() -> None:
 def test_version() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and "ddb2es" in result.output
+
+
+def test_only_the_cli_package_imports_the_terminal_libraries() -> None:
+    """The core is a library (and the Lambda handler's code): click, rich and tqdm stay out."""
+    import ast
+
+    package = Path(__file__).parent.parent / "ddb2es_cli"
+    core = sorted(package.glob("*.py"))
+    assert len(core) > 10
+    for path in core:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in ("click", "rich", "tqdm"), f"{path.name}: {name}"

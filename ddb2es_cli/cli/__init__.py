@@ -1,0 +1,131 @@
+"""Command line: parse options, build settings and clients, call one core function, render.
+
+Only this package imports click and rich. Results go to stdout (a table, or JSON with --json);
+logs and progress go to stderr. Each command lives in a module of its own; `common` holds what
+they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ddb2es_cli import __version__
+from ddb2es_cli.cli.common import AppContext
+from ddb2es_cli.cli.doctor import doctor
+from ddb2es_cli.cli.drift import drift
+from ddb2es_cli.cli.local import local
+from ddb2es_cli.cli.reindex import reindex
+from ddb2es_cli.cli.reload import reload
+from ddb2es_cli.cli.stream import stream
+from ddb2es_cli.cli.template import template
+from ddb2es_cli.errors import Ddb2esError, ExitStatus
+
+NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore", "boto3")
+
+
+class Ddb2esGroup(click.Group):
+    """The one place where core exceptions become a one-line message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Ddb2esError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_status)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(ExitStatus.INTERRUPTED)
+
+
+@click.group(
+    cls=Ddb2esGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="ddb2es")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="DDB2ES_CONFIG",
+    type=click.Path(path_type=Path),
+    help="Config file (default: ./ddb2es.toml when present).",
+)
+@click.option(
+    "--dynamodb-endpoint",
+    envvar="DDB2ES_DYNAMODB_ENDPOINT",
+    help="DynamoDB endpoint URL (empty: AWS).",
+)
+@click.option("--region", envvar=["AWS_REGION", "AWS_DEFAULT_REGION"], help="AWS region.")
+@click.option("--profile", envvar="AWS_PROFILE", help="AWS profile.")
+@click.option("--es-url", envvar="DDB2ES_ES_URL", help="Elasticsearch/OpenSearch URL.")
+@click.option("--es-username", envvar="DDB2ES_ES_USERNAME", help="Basic auth user.")
+@click.option("--es-password", envvar="DDB2ES_ES_PASSWORD", help="Basic auth password.")
+@click.option("--es-api-key", envvar="DDB2ES_ES_API_KEY", help="API key (encoded, or id:key).")
+@click.option(
+    "--es-aws-sigv4/--no-es-aws-sigv4",
+    default=None,
+    help="Sign requests with AWS SigV4 (managed domains).",
+)
+@click.option(
+    "--es-aws-service",
+    type=click.Choice(["es", "aoss"]),
+    default=None,
+    help="SigV4 service: es (domains) or aoss (Serverless).",
+)
+@click.option(
+    "--es-ca-certs", type=click.Path(exists=True, dir_okay=False), help="CA bundle for TLS."
+)
+@click.option(
+    "--es-verify-certs/--no-es-verify-certs",
+    default=None,
+    help="Verify TLS certificates (default: on).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the result as one JSON document.")
+@click.option("--quiet", is_flag=True, help="No progress bars or logs.")
+@click.option("--verbose", is_flag=True, help="Debug logs, including every HTTP request.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    /,
+    config_path: Path | None,
+    json_output: bool,
+    quiet: bool,
+    verbose: bool,
+    **overrides: Any,
+) -> None:
+    """Keep Elasticsearch/OpenSearch indices true to the DynamoDB tables they are built from.
+
+    \b
+    Example:
+      ddb2es --dynamodb-endpoint http://localhost:8000 --es-url http://localhost:9200 doctor
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # The client libraries log every request, and failed ones with tracebacks: our own
+        # messages say what went wrong in one line; --verbose shows theirs.
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    ctx.obj = AppContext(config_path, overrides, json_output, quiet)
+
+
+def main() -> None:
+    # `kill` (SIGTERM) stops a run like Ctrl-C does: state saved, index settings restored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    cli(prog_name="ddb2es")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+for command in (local, doctor, reindex, drift, template, reload, stream):
+    cli.add_command(command)

@@ -1,0 +1,149 @@
+"""What every command shares: the context object, the shared options, output, clients,
+progress bars and the confirmation prompt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from ddb2es_cli.config import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppContext:
+    """What the global options gave; settings are built on first use so `--help` never fails."""
+
+    config_path: Path | None
+    overrides: dict[str, Any]
+    json_output: bool = False
+    quiet: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, self.overrides)
+        return self._settings
+
+
+def tables_argument(func: F) -> F:
+    """TABLE... or --all (every [[tables]] entry of the config file)."""
+    func = click.option(
+        "--all", "all_tables", is_flag=True, help="Every table in the config file."
+    )(func)
+    return click.argument("tables", nargs=-1)(func)
+
+
+segments_option = click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel scan segments (default: 4 per core, at least 4).",
+)
+
+
+def failures_option(default: str, what: str = "documents that failed") -> Callable[[F], F]:
+    return click.option(
+        "--failures",
+        "failures_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help=f"NDJSON file for {what}, with their keys and the reason.",
+    )
+
+
+def output_options(func: F) -> F:
+    """--json and --quiet on every command as well as globally (`local up --json` reads well)."""
+    func = click.option("--quiet", "quiet", is_flag=True, help="No progress bars or logs.")(func)
+    func = click.option(
+        "--json", "json_output", is_flag=True, help="Print the result as one JSON document."
+    )(func)
+    return func
+
+
+def app_of(ctx: click.Context, json_output: bool = False, quiet: bool = False) -> AppContext:
+    app = ctx.find_object(AppContext)
+    assert app is not None, "the cli group sets the context object"
+    app.json_output = app.json_output or json_output
+    app.quiet = app.quiet or quiet
+    if app.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    return app
+
+
+def print_lines(lines: list[str]) -> Callable[[Console], None]:
+    """A renderer for plain lines (no rich markup: names may contain brackets)."""
+
+    def render(console: Console) -> None:
+        for line in lines:
+            console.print(line, markup=False)
+
+    return render
+
+
+def emit(app: AppContext, data: Any, render: Callable[[Console], None]) -> None:
+    """JSON on stdout with --json, else the human rendering."""
+    if app.json_output:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        # Piped output keeps whole names (rich would fold tables to 80 columns).
+        width = None if sys.stdout.isatty() else 200
+        render(Console(highlight=False, width=width))
+
+
+def make_clients(app: AppContext) -> tuple[Any, Any]:
+    from ddb2es_cli.clients import make_dynamodb_client, make_search_client
+
+    ddb = make_dynamodb_client(app.settings.dynamodb)
+    es, _engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    return ddb, es
+
+
+class Bars:
+    """One tqdm bar per table on stderr; none when stderr is not a terminal or with --quiet."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def start(self, table: str, estimated_items: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bars[table] = tqdm(
+            total=estimated_items or None,
+            desc=table,
+            unit=" items",
+            unit_scale=True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            position=len(self.bars),
+        )
+
+    def advance(self, table: str, items: int) -> None:
+        bar = self.bars.get(table)
+        if bar is not None:
+            bar.update(items)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def confirm(question: str) -> bool:
+    """Ask only on a terminal; a non-interactive run without --yes is refused."""
+    if not sys.stdin.isatty():
+        return False
+    return click.confirm(question, default=False, err=True)

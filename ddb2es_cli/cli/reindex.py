@@ -1,0 +1,191 @@
+"""`ddb2es reindex`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ddb2es_cli.cli.common import (
+    Bars,
+    app_of,
+    emit,
+    failures_option,
+    make_clients,
+    output_options,
+    segments_option,
+    tables_argument,
+)
+from ddb2es_cli.errors import ExitStatus
+
+
+@click.command()
+@tables_argument
+@segments_option
+@click.option(
+    "--bulk-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Concurrent bulk requests.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Documents per bulk request.",
+)
+@click.option(
+    "--max-chunk-bytes",
+    type=click.IntRange(min=1024),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Bytes per bulk request (managed domains cap it).",
+)
+@click.option(
+    "--max-rcu",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Cap read capacity consumed per second.",
+)
+@click.option(
+    "--bulk-load-settings/--no-bulk-load-settings",
+    default=None,
+    help="refresh_interval=-1 and 0 replicas during the load, restored after "
+    "(default: only for indices this run creates).",
+)
+@failures_option("ddb2es-failures.ndjson")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint file (default: .ddb2es/reindex-<tables>.json).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
+@click.option(
+    "--page-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Items per Scan page (default: DynamoDB's 1 MB pages).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
+@output_options
+@click.pass_context
+def reindex(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    all_tables: bool,
+    segments: int | None,
+    bulk_workers: int,
+    chunk_size: int,
+    max_chunk_bytes: int,
+    max_rcu: float | None,
+    bulk_load_settings: bool | None,
+    failures_path: Path,
+    state_file: Path | None,
+    resume: bool,
+    page_size: int | None,
+    dry_run: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Rebuild the documents of tables into the live indices (upsert; deletes nothing).
+
+    Exit 4 when some documents failed (see the failures file), 130 when interrupted
+    (rerun with --resume).
+
+    \b
+    Example:
+      ddb2es reindex orders-service --segments 16 --max-rcu 500
+      ddb2es --config ddb2es.toml reindex --all --resume
+    """
+    from ddb2es_cli.clients import make_dynamodb_client
+    from ddb2es_cli.reindex import (
+        ReindexOptions,
+        default_segments,
+        plan_reindex,
+        run_reindex,
+    )
+    from ddb2es_cli.sink import BulkOptions
+
+    app = app_of(ctx, json_output, quiet)
+    selected = app.settings.select_tables(tables, all_tables)
+    options = ReindexOptions(
+        segments=segments or default_segments(),
+        bulk=BulkOptions(
+            chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, workers=bulk_workers
+        ),
+        max_rcu=max_rcu,
+        bulk_load_settings=bulk_load_settings,
+        failures_path=failures_path,
+        state_path=state_file,
+        resume=resume,
+        page_limit=page_size,
+    )
+    if dry_run:
+        plans = plan_reindex(make_dynamodb_client(app.settings.dynamodb), selected)
+        plan_data = {"dry_run": True, "tables": [p.as_dict(options.segments) for p in plans]}
+
+        def render_plan(console: Console) -> None:
+            for p in plans:
+                d = p.as_dict(options.segments)
+                console.print(
+                    f"Would scan {d['table']} (keys {d['hash_key']}"
+                    f"{', ' + d['range_key'] if d['range_key'] else ''}; "
+                    f"~{d['estimated_items']} items) in {d['segments']} segments "
+                    f"into indices named by {d['type_attribute']!r} with prefix "
+                    f"{d['index_prefix']!r} (missing type: {d['default_index']})"
+                )
+
+        emit(app, plan_data, render_plan)
+        return
+    ddb, es = make_clients(app)
+    bars = Bars(enabled=not app.quiet and sys.stderr.isatty())
+    try:
+        summary = run_reindex(ddb, es, app.settings, selected, options, bars)
+    except KeyboardInterrupt:
+        bars.close()
+        click.echo("Error: interrupted; progress is saved: rerun with --resume", err=True)
+        ctx.exit(ExitStatus.INTERRUPTED)
+    bars.close()
+    data: dict[str, Any] = summary.as_dict()
+
+    def render(console: Console) -> None:
+        table = Table(
+            "table",
+            "scanned",
+            "indexed",
+            "conflicts",
+            "failed",
+            "RCU",
+            "seconds",
+            "items/s",
+            title="reindex",
+        )
+        for t in data["tables"]:
+            table.add_row(
+                t["table"],
+                str(t["scanned"]),
+                str(t["indexed"]),
+                str(t["conflicts"]),
+                str(t["failed"]),
+                str(t["rcu"]),
+                str(t["duration_s"]),
+                str(t["items_per_s"]),
+            )
+        console.print(table)
+        per_index = Table("index", "indexed", "conflicts", "failed")
+        for name, s in data["indices"].items():
+            per_index.add_row(name, str(s["indexed"]), str(s["conflicts"]), str(s["failed"]))
+        console.print(per_index)
+        if summary.failures:
+            console.print(f"[red]{summary.failures} documents failed[/]: see {failures_path}")
+
+    emit(app, data, render)
+    if summary.failures:
+        ctx.exit(ExitStatus.PARTIAL)

@@ -1,0 +1,108 @@
+"""`ddb2es stream`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ddb2es_cli.cli.common import (
+    app_of,
+    emit,
+    failures_option,
+    make_clients,
+    output_options,
+    tables_argument,
+)
+from ddb2es_cli.errors import ExitStatus
+
+
+@click.command()
+@tables_argument
+@click.option(
+    "--from",
+    "start",
+    default="trim-horizon",
+    show_default=True,
+    help="Where shards without a checkpoint start: trim-horizon, latest or an ISO 8601 time.",
+)
+@click.option("--until-caught-up", is_flag=True, help="Stop when every shard has no more records.")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint file (default: .ddb2es/stream-<tables>.json).",
+)
+@failures_option("ddb2es-stream-failures.ndjson", "records that kept failing")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@output_options
+@click.pass_context
+def stream(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    all_tables: bool,
+    start: str,
+    until_caught_up: bool,
+    state_file: Path | None,
+    failures_path: Path,
+    batch_size: int,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Follow the tables' DynamoDB Streams and apply them with the Lambda handler's code.
+
+    Runs until Ctrl-C (state is saved; the next run continues from the checkpoints), or with
+    --until-caught-up until every shard is read. Exit 4 when records kept failing.
+
+    \b
+    Example:
+      ddb2es --config ddb2es.toml stream --all
+      ddb2es stream orders-service --from 2026-11-26T03:00:00Z --until-caught-up
+    """
+    from ddb2es_cli.clients import make_dynamodb_client
+    from ddb2es_cli.stream_runner import StreamOptions, run_stream
+
+    app = app_of(ctx, json_output, quiet)
+    selected = app.settings.select_tables(tables, all_tables)
+    ddb, es = make_clients(app)
+    streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
+    options = StreamOptions(
+        start=start,
+        until_caught_up=until_caught_up,
+        state_path=state_file,
+        failures_path=failures_path,
+        batch_size=batch_size,
+    )
+    try:
+        summary = run_stream(ddb, streams, es, app.settings, selected, options)
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted; checkpoints are saved", err=True)
+        ctx.exit(ExitStatus.INTERRUPTED)
+    data = summary.as_dict()
+
+    def render(console: Console) -> None:
+        table = Table("table", "shards", "records", "indexed", "deleted", "conflicts", "failed")
+        for t in data["tables"]:
+            table.add_row(
+                *(
+                    str(t[k])
+                    for k in (
+                        "table",
+                        "shards",
+                        "records",
+                        "indexed",
+                        "deleted",
+                        "conflicts",
+                        "failed",
+                    )
+                )
+            )
+        console.print(table)
+        if summary.failures:
+            console.print(f"[red]{summary.failures} records failed[/]: see {failures_path}")
+
+    emit(app, data, render)
+    if summary.failures:
+        ctx.exit(ExitStatus.PARTIAL)
