@@ -13,7 +13,7 @@ from ddb2es_cli.clients import make_dynamodb_client, make_search_client
 from ddb2es_cli.config import Settings, redact
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
-from ddb2es_cli.template import check_template, template_spec
+from ddb2es_cli.template import check_template, endpoint, template_spec
 
 
 @dataclass
@@ -103,13 +103,15 @@ def _template_check(client: Any, engine: Any, settings: Settings) -> Check:
         result = check_template(client, engine, spec)
     except Ddb2esError as exc:
         return Check("template", False, f"{spec.name}: {exc}")
+    where = endpoint(result.flavour, result.name)
     if result.action == "matches":
-        return Check("template", True, f"{result.request.split()[1]} matches")
-    changes = f" ({len(result.diff)} differences)" if result.diff else ""
+        return Check("template", True, f"{where} matches")
+    fields = len(result.diff)
+    changes = f" in {fields} field{'s' if fields > 1 else ''}" if result.action == "differs" else ""
     return Check(
         "template",
         False,
-        f"{result.request.split()[1]} {result.action}{changes}: "
+        f"{where} {result.action}{changes}: "
         "`ddb2es template check` shows the diff, `ddb2es template apply` installs it",
     )
 
