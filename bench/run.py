@@ -8,8 +8,9 @@ See docs/benchmarks.md for what each figure means and the targets.
 
 Phases, all on the same data:
   W         raw bulk rate: documents transformed beforehand, then only sent with BulkWriter
-  R fast    raw scan rate, same tasks and fast decode as reindex; items read and dropped
+  R fast    raw scan rate, same tasks, pages and fast decode as reindex; items read and dropped
   R plain   the same scan with botocore's own response parsing
+  R 1MB     R fast with DynamoDB's 1 MB pages (what reindex's smaller pages cost)
   T         `python -m ddb2es_cli reindex` end to end in a child process (CPU, peak RSS)
   T small   the same on a small seeded set: peak RSS growth from small to full
   baseline  a straightforward client in a child process (bench/straightforward.py)
@@ -49,7 +50,7 @@ from ddb2es_cli.local import (
     start_search,
     stop,
 )
-from ddb2es_cli.reindex import default_segments
+from ddb2es_cli.reindex import ReindexOptions, default_segments
 from ddb2es_cli.seed import seed
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
@@ -96,6 +97,7 @@ class Setup:
     small: list[str]
     segments: int
     chunk_size: int
+    page_limit: int | None  # reindex's default: R reads the pages T reads
 
     def scan_tasks(self) -> list[SegmentTask]:
         """The full set's tasks as `reindex` orders them (segment-major, tables interleaved)."""
@@ -365,18 +367,21 @@ def measure_bulk(setup: Setup, es_url: str, actions: list[Action]) -> Phase:
     return Phase("W bulk", len(actions), seconds, cpu, note=f"{failed} failed" if failed else "")
 
 
-def measure_scan(setup: Setup, *, fast: bool) -> Phase:
-    """R: the reindex scan of the full set (same tasks, threads, queue); items counted, dropped."""
+def measure_scan(setup: Setup, *, fast: bool, whole_pages: bool = False) -> Phase:
+    """R: the reindex scan of the full set (same tasks, threads, queue, page size); items
+    counted, dropped. `whole_pages`: DynamoDB's 1 MB pages instead (what smaller pages cost)."""
     ddb = make_dynamodb_client(DynamoSettings(endpoint=setup.dynamodb_url))
     if fast:
         install_fast_decode(ddb)
     tasks = setup.scan_tasks()
     items = 0
+    limit = None if whole_pages else setup.page_limit
     cpu, started = time.process_time(), time.perf_counter()
-    for page in scan_pages(ddb, tasks, workers=setup.segments):
+    for page in scan_pages(ddb, tasks, workers=setup.segments, page_limit=limit):
         items += len(page.items)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return Phase("R scan, fast decode" if fast else "R scan, boto3 parsing", items, seconds, cpu)
+    name = "R scan, fast decode" if fast else "R scan, boto3 parsing"
+    return Phase("R scan, 1 MB pages" if whole_pages else name, items, seconds, cpu)
 
 
 def measure_reindex(setup: Setup, es_url: str, *, small: bool) -> Phase:
@@ -607,6 +612,9 @@ def run_all(runner: Runner, repeat: int, naive_sample: int) -> dict[str, Phase]:
         "W": w,
         "R fast": best_of([runner.in_process(measure_scan, fast=True) for _ in range(repeat)]),
         "R plain": best_of([runner.in_process(measure_scan, fast=False) for _ in range(repeat)]),
+        "R 1MB pages": best_of(
+            [runner.in_process(measure_scan, fast=True, whole_pages=True) for _ in range(repeat)]
+        ),
         "T": t,
         "T small": runner.with_osmem(measure_reindex, small=True),
         "baseline": runner.with_osmem(measure_straightforward),
@@ -626,6 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             small=ensure_dataset(ddb.url, args.small_items),
             segments=args.segments,
             chunk_size=BulkOptions().chunk_size,  # reindex's default, for W, T and the baseline
+            page_limit=ReindexOptions().page_limit,
         )
         runner = Runner(setup, ddb)
         phases = run_all(runner, args.repeat, args.naive_sample)

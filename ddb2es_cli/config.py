@@ -22,6 +22,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_CONFIG_FILE = "ddb2es.toml"
+# Items per Scan page for reindex and reload. Memory is bounded by pages (at most segments + 1
+# exist at once), and a parsed page costs far more than its wire size: a full 1 MB page of rich
+# items (~70 attribute values each) is some 17 MB of Python objects, so 8 threads reading 1 MB
+# pages ahead held ~400 MB where 250-item pages hold ~130 MB (docs/benchmarks.md).
+DEFAULT_PAGE_LIMIT = 250
 AUTH_MODES = ("none", "basic", "api-key", "aws-sigv4")
 AWS_SERVICES = ("es", "aoss")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
-from ddb2es_cli.config import Settings, TableSettings
+from ddb2es_cli.config import DEFAULT_PAGE_LIMIT, Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
@@ -69,7 +69,7 @@ class ReindexOptions:
     failures_path: Path | None = Path("ddb2es-failures.ndjson")
     state_path: Path | None = None  # default: .ddb2es/reindex-<tables>.json
     resume: bool = False
-    page_limit: int | None = None
+    page_limit: int | None = DEFAULT_PAGE_LIMIT  # None: DynamoDB's own 1 MB pages
     fast_decode: bool = True
     refresh: bool = True
     # Documents of index X go to X + suffix (blue/green loads into new generations).

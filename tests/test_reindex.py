@@ -21,6 +21,7 @@ from opensearchpy.exceptions import TransportError
 
 from ddb2es_cli.checkpoint import RunState
 from ddb2es_cli.cli import cli
+from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
 from ddb2es_cli.sink import BulkOptions, current_load_settings
 from ddb2es_cli.transform import TableShape, to_document
@@ -227,6 +228,37 @@ class ThrottlingDynamo:
                 "Scan",
             )
         return self._client.scan(**kwargs)
+
+
+class RecordingDynamo:
+    """The real client; remembers the Limit of every Scan."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.limits: list[int | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def scan(self, **kwargs: Any) -> Any:
+        self.limits.append(kwargs.get("Limit"))
+        return self._client.scan(**kwargs)
+
+
+def test_scan_pages_are_small_by_default_so_memory_stays_flat(stack: Stack, tmp_path: Path) -> None:
+    """A parsed 1 MB page of rich items is ~17 MB of Python objects and every scan thread reads
+    one ahead: pages of DEFAULT_PAGE_LIMIT items keep that bounded (docs/benchmarks.md)."""
+    table = stack.create_table("pages")
+    stack.put_items(table, sample_items(30, types=("p",)))
+    settings = stack.settings(table)
+    ddb = RecordingDynamo(stack.ddb)
+    run_reindex(ddb, stack.es, settings, list(settings.tables), options(tmp_path, segments=2))
+    assert ddb.limits and set(ddb.limits) == {DEFAULT_PAGE_LIMIT}
+
+    whole = RecordingDynamo(stack.ddb)
+    unlimited = options(tmp_path, segments=2, page_limit=None)
+    run_reindex(whole, stack.es, settings, list(settings.tables), unlimited)
+    assert set(whole.limits) == {None}  # DynamoDB's own 1 MB pages, as --page-size 0 asks
 
 
 class BusySearch:

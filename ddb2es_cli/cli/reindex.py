@@ -20,6 +20,7 @@ from ddb2es_cli.cli.common import (
     segments_option,
     tables_argument,
 )
+from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.errors import ExitStatus
 
 
@@ -69,9 +70,10 @@ from ddb2es_cli.errors import ExitStatus
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
 @click.option(
     "--page-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Items per Scan page (default: DynamoDB's 1 MB pages).",
+    type=click.IntRange(min=0),
+    default=DEFAULT_PAGE_LIMIT,
+    show_default=True,
+    help="Items per Scan page; memory grows with it (0: DynamoDB's 1 MB pages).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
 @output_options
@@ -125,7 +127,7 @@ def reindex(
         failures_path=failures_path,
         state_path=state_file,
         resume=resume,
-        page_limit=page_size,
+        page_limit=page_size or None,
     )
     if dry_run:
         plans = plan_reindex(make_dynamodb_client(app.settings.dynamodb), selected)
