@@ -9,11 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ddb2es_cli.cli.common import (
-    app_of,
-    emit,
-    output_options,
-)
+from ddb2es_cli.cli.common import app_of, emit, output_options
 from ddb2es_cli.errors import ExitStatus
 
 

@@ -9,11 +9,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from ddb2es_cli.cli.common import (
-    app_of,
-    emit,
-    output_options,
-)
+from ddb2es_cli.cli.common import app_of, emit, output_options
 from ddb2es_cli.errors import ExitStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
