@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ddb2es_cli.config import Settings, load_settings
 
@@ -49,6 +50,14 @@ segments_option = click.option(
     type=click.IntRange(min=1),
     default=None,
     help="Parallel scan segments (default: 4 per core, at least 4).",
+)
+
+
+max_rcu_option = click.option(
+    "--max-rcu",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Cap read capacity consumed per second by the scans.",
 )
 
 
@@ -90,6 +99,12 @@ def print_lines(lines: list[str]) -> Callable[[Console], None]:
             console.print(line, markup=False)
 
     return render
+
+
+def print_failures(console: Console, count: int, what: str, path: Path | None) -> None:
+    """The one red line that points at the failures file (escaped: paths may hold brackets)."""
+    if count:
+        console.print(f"[red]{count} {what}[/]: see {escape(str(path))}")
 
 
 def emit(app: AppContext, data: Any, render: Callable[[Console], None]) -> None:

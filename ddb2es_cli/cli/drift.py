@@ -19,7 +19,9 @@ from ddb2es_cli.cli.common import (
     emit,
     failures_option,
     make_clients,
+    max_rcu_option,
     output_options,
+    print_failures,
     segments_option,
     tables_argument,
 )
@@ -72,12 +74,7 @@ from ddb2es_cli.errors import ExitStatus
 )
 @click.option("--dry-run", is_flag=True, help="List what --repair would change; write nothing.")
 @click.option("--yes", is_flag=True, help="Repair without asking (needed when not interactive).")
-@click.option(
-    "--max-rcu",
-    type=click.FloatRange(min=0.1),
-    default=None,
-    help="Cap read capacity consumed per second by the scans.",
-)
+@max_rcu_option
 @failures_option("ddb2es-drift-failures.ndjson", "documents the repair could not write")
 @click.option(
     "--report",
@@ -217,12 +214,8 @@ def drift(
             line = f"  {step.describe(dry_run=options.dry_run)}{outcome}"
             console.print(line, markup=False)
         console.print(f"seed {data['seed']} (--seed {data['seed']} repeats this sample)")
-
-        if report.repair and report.repair.failed:
-            console.print(
-                f"[red]{report.repair.failed} documents could not be repaired[/]: "
-                f"see {escape(str(failures_path))}"
-            )
+        failed = report.repair.failed if report.repair else 0
+        print_failures(console, failed, "documents could not be repaired", failures_path)
 
     emit(app, data, render)
     if report.repair and report.repair.failed:

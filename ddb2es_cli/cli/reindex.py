@@ -16,7 +16,9 @@ from ddb2es_cli.cli.common import (
     emit,
     failures_option,
     make_clients,
+    max_rcu_option,
     output_options,
+    print_failures,
     segments_option,
     tables_argument,
 )
@@ -48,12 +50,7 @@ from ddb2es_cli.errors import ExitStatus
     show_default=True,
     help="Bytes per bulk request (managed domains cap it).",
 )
-@click.option(
-    "--max-rcu",
-    type=click.FloatRange(min=0.1),
-    default=None,
-    help="Cap read capacity consumed per second.",
-)
+@max_rcu_option
 @click.option(
     "--bulk-load-settings/--no-bulk-load-settings",
     default=None,
@@ -185,8 +182,7 @@ def reindex(
         for name, s in data["indices"].items():
             per_index.add_row(name, str(s["indexed"]), str(s["conflicts"]), str(s["failed"]))
         console.print(per_index)
-        if summary.failures:
-            console.print(f"[red]{summary.failures} documents failed[/]: see {failures_path}")
+        print_failures(console, summary.failures, "documents failed", failures_path)
 
     emit(app, data, render)
     if summary.failures:

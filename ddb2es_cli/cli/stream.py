@@ -14,6 +14,7 @@ from ddb2es_cli.cli.common import (
     failures_option,
     make_clients,
     output_options,
+    print_failures,
     tables_argument,
 )
 from ddb2es_cli.errors import ExitStatus
@@ -100,8 +101,7 @@ def stream(
                 )
             )
         console.print(table)
-        if summary.failures:
-            console.print(f"[red]{summary.failures} records failed[/]: see {failures_path}")
+        print_failures(console, summary.failures, "records failed", failures_path)
 
     emit(app, data, render)
     if summary.failures:
