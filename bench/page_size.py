@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -21,17 +20,9 @@ from ddb2es_cli.sink import BulkOptions
 
 
 def measure_with_pages(setup: bench.Setup, es_url: str, *, pages: int) -> bench.Phase:
-    """bench.measure_reindex with `--page-size pages` added to the command."""
-    real_run_child = bench.run_child
-
-    def run_child(argv: list[str], cwd: Path) -> Any:
-        return real_run_child([*argv, "--page-size", str(pages)], cwd)
-
-    bench.run_child = run_child
-    try:
-        phase = bench.measure_reindex(setup, es_url, small=False)
-    finally:
-        bench.run_child = real_run_child
+    phase = bench.measure_reindex(
+        setup, es_url, small=False, extra_args=["--page-size", str(pages)]
+    )
     phase.name = f"T, --page-size {pages}"
     return phase
 
@@ -61,4 +52,6 @@ def main(table: str) -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        sys.exit(__doc__)
     main(sys.argv[1] if len(sys.argv) > 1 else "bench-200000-700b-orders")

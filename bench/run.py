@@ -384,8 +384,11 @@ def measure_scan(setup: Setup, *, fast: bool, whole_pages: bool = False) -> Phas
     return Phase("R scan, 1 MB pages" if whole_pages else name, items, seconds, cpu)
 
 
-def measure_reindex(setup: Setup, es_url: str, *, small: bool) -> Phase:
-    """T: the real CLI in a child process, timed from spawn to exit."""
+def measure_reindex(
+    setup: Setup, es_url: str, *, small: bool, extra_args: Sequence[str] = ()
+) -> Phase:
+    """T: the real CLI in a child process, timed from spawn to exit; `extra_args` go on the
+    reindex command line (bench/page_size.py sets --page-size)."""
     tables = setup.small if small else setup.full
     workdir = WORK_DIR / ("T-small" if small else "T")
     argv = [
@@ -393,6 +396,7 @@ def measure_reindex(setup: Setup, es_url: str, *, small: bool) -> Phase:
         "--es-url", es_url, "--quiet", "--json", "reindex", *tables,
         "--segments", str(setup.segments), "--chunk-size", str(setup.chunk_size),
         "--failures", str(workdir / "failures.ndjson"), "--state-file", str(workdir / "state.json"),
+        *extra_args,
     ]  # fmt: skip
     child = run_child(argv, workdir)
     summary = json.loads(child.stdout)
