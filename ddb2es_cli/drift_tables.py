@@ -28,7 +28,6 @@ class DriftTable:
     settings: TableSettings
     info: TableInfo
     shape: TableShape
-    key_types: dict[str, str]
     report: TableReport
     sample_items: list[dict[str, Any]] = field(default_factory=list)
 
@@ -55,7 +54,7 @@ class DriftTable:
             return None
         out: Key = {}
         for name, value in key.items():
-            kind = self.key_types.get(name, "S")
+            kind = self.info.key_types.get(name, "S")
             if kind == "N" and isinstance(value, Decimal):
                 out[name] = {"N": number_text(value)}
             elif kind == "S" and isinstance(value, str):
@@ -78,12 +77,9 @@ class DriftTable:
 
 def open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> DriftTable:
     info = describe_table(ddb, table.name)
-    # TableInfo has no key types, and keys decoded from ids need them (S, N or B).
-    described = ddb.describe_table(TableName=table.name)["Table"]
-    types = {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]}
     counts = "exact" if options.full else options.counts
     report = TableReport(info.name, info.hash_key, info.range_key, counts)
-    return DriftTable(table, info, table.shape(info.hash_key, info.range_key), types, report)
+    return DriftTable(table, info, table.shape(info.hash_key, info.range_key), report)
 
 
 def key_projection(shape: TableShape) -> tuple[str, dict[str, str]]:

@@ -51,6 +51,8 @@ class TableInfo:
     item_count: int
     size_bytes: int
     stream_arn: str | None = None
+    # S, N or B per key attribute: keys read back from document ids need them.
+    key_types: dict[str, str] = field(default_factory=dict)
 
 
 def describe_table(client: Any, name: str) -> TableInfo:
@@ -68,6 +70,7 @@ def describe_table(client: Any, name: str) -> TableInfo:
         item_count=int(table.get("ItemCount", 0)),
         size_bytes=int(table.get("TableSizeBytes", 0)),
         stream_arn=table.get("LatestStreamArn"),
+        key_types={a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]},
     )
 
 
