@@ -23,6 +23,7 @@ from botocore.config import Config as BotoConfig
 
 from ddb2es_cli.config import DynamoSettings, SearchSettings, redact
 from ddb2es_cli.errors import ConfigError, ConnectionFailed
+from ddb2es_cli.retry import is_connection_error, status_of
 
 LOCAL_REGION = "us-east-1"
 
@@ -227,32 +228,16 @@ def call_search(settings: SearchSettings, func: Any, *args: Any, **kwargs: Any) 
     try:
         return func(*args, **kwargs)
     except Exception as exc:
-        status = _status_of(exc)
+        status = status_of(exc)
         if status in (401, 403):
             raise ConnectionFailed(
                 f"{settings.safe_url} refused our credentials (HTTP {status}, auth "
                 f"{settings.describe_auth()})"
             ) from None
-        if _is_connection_error(exc):
+        if is_connection_error(exc):
             reason = redact(_short_reason(exc), settings.secrets())
             raise ConnectionFailed(f"cannot reach {settings.safe_url}: {reason}") from None
         raise
-
-
-def _status_of(exc: Exception) -> int | None:
-    for attr in ("status_code", "status"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int):
-            return value
-    meta = getattr(exc, "meta", None)
-    status = getattr(meta, "status", None)
-    return status if isinstance(status, int) else None
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    connection_errors = {"ConnectionError", "ConnectionTimeout", "TransportError", "SSLError"}
-    return bool(names & connection_errors) and _status_of(exc) is None
 
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^)'\"]*")

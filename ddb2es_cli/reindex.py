@@ -23,15 +23,19 @@ from ddb2es_cli.config import DEFAULT_PAGE_LIMIT, Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
+    DEFAULT_GC_DELETES_MS,
     Action,
     BulkOptions,
+    BulkResult,
     BulkWriter,
     Failure,
     FailureLog,
     IndexStats,
+    Refreshed,
     apply_index_settings,
     create_managed_index,
     current_load_settings,
+    gc_deletes_ms,
     index_action,
 )
 from ddb2es_cli.source import (
@@ -40,11 +44,13 @@ from ddb2es_cli.source import (
     SegmentTask,
     TableInfo,
     describe_table,
+    get_items_consistently,
     install_fast_decode,
     key_for_state,
     scan_pages,
 )
 from ddb2es_cli.transform import (
+    Document,
     TableShape,
     TransformError,
     key_from_id,
@@ -76,6 +82,9 @@ class ReindexOptions:
     index_suffix: str = ""
     # More settings for the load, restored afterwards like the others (e.g. index.gc_deletes).
     extra_load_settings: dict[str, Any] = field(default_factory=dict)
+    # How old a scan page's write may be when it is sent; older ones are re-read first.
+    # None: half of the target index's `index.gc_deletes` (SPEC section 1, late writes).
+    max_snapshot_age_ms: float | None = None
 
 
 @dataclass
@@ -86,6 +95,7 @@ class TableSummary:
     indexed: int = 0
     conflicts: int = 0
     failed: int = 0
+    gone: int = 0  # late writes whose item was deleted meanwhile (re-read, not sent)
     rcu: float = 0.0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -103,6 +113,7 @@ class TableSummary:
             "indexed": self.indexed,
             "conflicts": self.conflicts,
             "failed": self.failed,
+            "gone": self.gone,
             "rcu": round(self.rcu, 1),
             "duration_s": round(self.duration, 2),
             "items_per_s": round(rate, 1),
@@ -197,6 +208,14 @@ class _PageAck:
     sealed: bool = False  # all of the page's actions were handed to the bulk helper
 
 
+# What travels with each action: its page, and the item's key for a re-read if it sends late.
+_DocTag = tuple[_PageAck, dict[str, Any]]
+
+
+class RetriesExhausted(Ddb2esError):
+    """The cluster kept answering 429/5xx for longer than the retry budget."""
+
+
 class _Run:
     """One reindex run's mutable state; everything happens on the caller's thread."""
 
@@ -219,6 +238,7 @@ class _Run:
         self.failures = FailureLog(options.failures_path)
         self.segment_queues: dict[tuple[str, int], deque[_PageAck]] = {}
         self.known_indices: set[str] = set()
+        self.gc_deletes: dict[str, int] = {}
         self.created: list[str] = []
         self.restored: list[str] = []
         path = options.state_path or state_path_for([p.settings for p in plans])
@@ -273,31 +293,84 @@ class _Run:
             ack = _PageAck(page)
             self.segment_queues.setdefault((page.table, page.segment), deque()).append(ack)
             version = scan_version(page.started_ms, overlap)
+            key_names = plan.shape.key_names
             for item in page.items:
                 try:
-                    doc = to_document(item, plan.shape)
+                    doc = self._document(item, plan.shape)
                 except TransformError as exc:
                     self._fail(page.table, item, plan.shape, None, None, exc.reason, exc.detail)
                     continue
-                if self.options.index_suffix:
-                    doc = replace(doc, index=doc.index + self.options.index_suffix)
-                self._ensure_index(doc.index)
                 ack.remaining += 1
-                yield index_action(doc, version), ack
+                yield index_action(doc, version), (ack, {k: item[k] for k in key_names})
             ack.sealed = True
             self.progress.advance(page.table, len(page.items))
             page.items = []  # the page waits for its acknowledgements; its items need not
             self._settle(page.table, page.segment)
 
+    def _document(self, item: dict[str, Any], shape: TableShape) -> Document:
+        doc = to_document(item, shape)
+        if self.options.index_suffix:
+            doc = replace(doc, index=doc.index + self.options.index_suffix)
+        self._ensure_index(doc.index)
+        return doc
+
+    # -- late writes (the bulk writer's Freshener) --
+
+    def read_ms(self, tag: _DocTag) -> int:
+        return tag[0].page.started_ms
+
+    def max_age_ms(self, index: str) -> float:
+        if self.options.max_snapshot_age_ms is not None:
+            return self.options.max_snapshot_age_ms
+        return self.gc_deletes.get(index, DEFAULT_GC_DELETES_MS) / 2
+
+    def refresh(self, stale: list[tuple[Action, _DocTag]]) -> list[Refreshed]:
+        """Consistent re-reads of late writes' items, written with repair versions."""
+        out: list[Refreshed] = []
+        for (_action, tag), (item, read_ms) in zip(stale, self._reread(stale), strict=True):
+            if item is None:
+                out.append(Refreshed(None, read_ms))
+                continue
+            try:
+                doc = self._document(item, self.plans[tag[0].page.table].shape)
+            except TransformError as exc:
+                out.append(Refreshed(None, read_ms, f"{exc.reason}: {exc.detail}"))
+                continue
+            version = scan_version(read_ms, self.settings.version_overlap_ms)
+            out.append(Refreshed(index_action(doc, version), read_ms))
+        return out
+
+    def _reread(
+        self, stale: list[tuple[Action, _DocTag]]
+    ) -> list[tuple[dict[str, Any] | None, int]]:
+        found: dict[int, tuple[dict[str, Any] | None, int]] = {}
+        by_table: dict[str, list[int]] = {}
+        for n, (_action, tag) in enumerate(stale):
+            by_table.setdefault(tag[0].page.table, []).append(n)
+        for table, positions in by_table.items():
+            fresh = get_items_consistently(self.ddb, table, [stale[n][1][1] for n in positions])
+            found.update(zip(positions, fresh, strict=True))
+        return [found[n] for n in range(len(stale))]
+
     # -- results --
 
-    def record(
-        self, result_tag: _PageAck | None, index: str, doc_id: str, status: int, error: str | None
-    ) -> None:
+    def record(self, tag: _DocTag | None, result: BulkResult) -> None:
+        if result.retryable:
+            raise RetriesExhausted(
+                f"the cluster answered {result.status} for {result.index}/{result.id} for "
+                "longer than the retry budget; progress is saved: rerun with --resume"
+            )
+        index, doc_id, status, error = result.index, result.id, result.status, result.error
+        result_tag = tag[0] if tag else None
         stats = self.indices.setdefault(index, IndexStats())
+        stats.reread += result.reread
         table = result_tag.page.table if result_tag else "?"
         summary = self.summaries.get(table)
-        if error is None:
+        if result.gone:
+            stats.gone += 1
+            if summary:
+                summary.gone += 1
+        elif error is None:
             stats.indexed += 1
             if summary:
                 summary.indexed += 1
@@ -364,6 +437,7 @@ class _Run:
             except Exception as exc:
                 log.warning("could not apply bulk-load settings to %s: %s", index, exc)
                 self.state.pending_restore.pop(index, None)
+        self.gc_deletes[index] = gc_deletes_ms(self.es, index)
 
     def _restore(self, state: RunState) -> None:
         self.restored.extend(restore_settings(self.es, state))
@@ -424,7 +498,7 @@ def run_reindex(
     if options.fast_decode:
         install_fast_decode(ddb)
     run = _Run(ddb, es, settings, plans, options, progress)
-    writer = BulkWriter(es, options.bulk)
+    writer = BulkWriter(es, options.bulk, freshener=run)
     limiter = CapacityLimiter(options.max_rcu)
     completed = False
     try:
@@ -437,7 +511,7 @@ def run_reindex(
         )
         try:
             for result in writer.write(run.actions(pages)):
-                run.record(result.tag, result.index, result.id, result.status, result.error)
+                run.record(result.tag, result)
         finally:
             pages.close()  # stops the scan threads at once, also on Ctrl-C
         completed = True

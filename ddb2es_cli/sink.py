@@ -8,20 +8,25 @@ so the exact numbers of the transform reach the cluster untouched.
 from __future__ import annotations
 
 import json
-import random
-import threading
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from ddb2es_cli.clients import helpers_for
+from ddb2es_cli.retry import CONFLICT_STATUS, RETRYABLE_STATUS, Backoff, is_retryable_error
 from ddb2es_cli.transform import Document
 
-RETRYABLE_STATUS = frozenset({429, 503})
-CONFLICT_STATUS = 409
 Action = tuple[dict[str, Any], str | None]  # (metadata line, document JSON or None)
+
+log = logging.getLogger("ddb2es.sink")
+
+# A snapshot write must reach the engine while the tombstone of any newer delete still stands
+# (`index.gc_deletes`, 60 s unless set): one that waited longer than half of it is re-read first.
+DEFAULT_GC_DELETES_MS = 60_000
 
 
 def index_action(doc: Document, version: int) -> Action:
@@ -35,11 +40,19 @@ def delete_action(index: str, doc_id: str, version: int) -> Action:
     return {"delete": meta}, None
 
 
+def action_meta(action: Action) -> dict[str, Any]:
+    meta: dict[str, Any] = next(iter(action[0].values()))
+    return meta
+
+
 @dataclass
 class IndexStats:
     indexed: int = 0
     conflicts: int = 0
     failed: int = 0
+    # Snapshot writes that waited too long and were re-read: written fresh, or dropped as deleted.
+    reread: int = 0
+    gone: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,133 +91,250 @@ class FailureLog:
             self._handle = None
 
 
+GONE_STATUS = 404  # BulkResult of a re-read snapshot write whose item no longer exists
+
+
 @dataclass
 class BulkResult:
-    """One document's outcome; `tag` is whatever the caller sent along with the action."""
+    """One document's outcome; `tag` is whatever the caller sent along with the action.
+
+    `status` is the engine's, except GONE_STATUS with no error: a late snapshot write was re-read
+    and its item had been deleted meanwhile, so nothing was sent. A retryable status reaches the
+    caller only when `BulkOptions.retry_for` ran out.
+    """
 
     tag: Any
     index: str
     id: str
     status: int
     error: str | None = None
+    reread: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None or self.status == CONFLICT_STATUS
+
+    @property
+    def gone(self) -> bool:
+        return self.status == GONE_STATUS and self.error is None
+
+    @property
+    def retryable(self) -> bool:
+        return self.error is not None and self.status in RETRYABLE_STATUS
 
 
 @dataclass
 class BulkOptions:
     chunk_size: int = 2000
     max_chunk_bytes: int = 10 * 1024 * 1024
-    workers: int = 1
-    max_retries: int = 8
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
+    # How long one streak of retryable failures may last before giving up (None: never).
+    retry_for: float | None = 600.0
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """A late snapshot write after a fresh consistent read: the new action, or None if the item
+    is gone; `error` when the fresh item cannot become a document."""
+
+    action: Action | None
+    read_ms: int
+    error: str | None = None
+
+
+class Freshener(Protocol):
+    """Keeps late snapshot writes from resurrecting deleted items (SPEC section 1, late writes)."""
+
+    def read_ms(self, tag: Any) -> int | None:
+        """When the data behind the write was read; None for writes that are not snapshots."""
+
+    def max_age_ms(self, index: str) -> float:
+        """How old a snapshot write to `index` may be when it is sent."""
+
+    def refresh(self, stale: list[tuple[Action, Any]]) -> list[Refreshed]:
+        """Re-read the items behind `stale` with consistent reads, in the same order."""
 
 
 @dataclass
 class _Pending:
     action: Action
     tag: Any
+    read_ms: int | None = None
+    reread: bool = False
+    status: int = 503  # the last retryable answer, reported if retries run out
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass
 class BulkWriter:
-    """Sends (action, tag) pairs with the engine's bulk helpers and reports every outcome.
+    """Sends (action, tag) pairs through the engine's bulk helper, one chunk at a time, and
+    reports every outcome, matched to its action by position (the bulk API answers in request
+    order).
 
-    429/503 answers (per item or for the whole request) are retried with exponential backoff and
-    jitter; only the documents that failed are resent.
+    Retryable answers (per document or for the whole request) are resent in the next chunk after
+    a capped, jittered backoff, so nothing waits for the end of the run; the helper's own retries
+    are off. Just before a chunk is sent, snapshot writes older than the freshener allows are
+    re-read, so no snapshot write reaches the engine after a newer delete's tombstone expired.
     """
 
     client: Any
     options: BulkOptions = field(default_factory=BulkOptions)
+    freshener: Freshener | None = None
     sleep: Callable[[float], None] = time.sleep
+    clock_ms: Callable[[], int] = _now_ms
 
     def write(self, actions: Iterable[tuple[Action, Any]]) -> Iterator[BulkResult]:
-        retry: list[_Pending] = []
-        source: Iterable[_Pending] = (_Pending(a, t) for a, t in actions)
-        attempt = 0
+        backoff = Backoff(
+            self.options.initial_backoff,
+            self.options.max_backoff,
+            self.options.retry_for,
+            sleep=self.sleep,
+        )
+        retry: deque[_Pending] = deque()
+        source = self._pendings(actions)
         while True:
-            yield from self._one_pass(source, retry)
-            if not retry or attempt >= self.options.max_retries:
-                break
-            attempt += 1
-            delay = min(self.options.max_backoff, self.options.initial_backoff * 2**attempt)
-            self.sleep(random.uniform(delay / 2, delay))
-            source, retry = retry, []
-        for pending in retry:
-            meta = next(iter(pending.action[0].values()))
-            yield BulkResult(
-                pending.tag,
-                meta["_index"],
-                meta["_id"],
-                429,
-                "retries exhausted: the cluster kept answering 429/503",
-            )
-
-    def _one_pass(self, source: Iterable[_Pending], retry: list[_Pending]) -> Iterator[BulkResult]:
-        # Keyed by _id alone: through an alias, results name the concrete index.
-        inflight: dict[str, list[_Pending]] = {}
-        lock = threading.Lock()  # parallel_bulk pulls actions on its own threads
-
-        def actions() -> Iterator[Action]:
-            for pending in source:
-                meta = next(iter(pending.action[0].values()))
-                with lock:
-                    inflight.setdefault(meta["_id"], []).append(pending)
-                yield pending.action
-
-        helpers = helpers_for(self.client)
-        common: dict[str, Any] = {
-            "chunk_size": self.options.chunk_size,
-            "max_chunk_bytes": self.options.max_chunk_bytes,
-            "raise_on_error": False,
-            "expand_action_callback": _identity,
-        }
-        if self.options.workers > 1:
-            results = helpers.parallel_bulk(
-                self.client,
-                actions(),
-                thread_count=self.options.workers,
-                queue_size=self.options.workers,
-                **common,
-            )
-        else:
-            results = helpers.streaming_bulk(
-                self.client,
-                actions(),
-                max_retries=self.options.max_retries,
-                initial_backoff=self.options.initial_backoff,
-                max_backoff=self.options.max_backoff,
-                yield_ok=True,
-                **common,
-            )
-        for ok, info in results:
-            op = next(iter(info.values()))
-            index, doc_id = str(op.get("_index")), str(op.get("_id"))
-            with lock:
-                pending = _take(inflight, index, doc_id)
-            status = int(op.get("status", 200 if ok else 500))
-            if pending is not None and not ok and status in RETRYABLE_STATUS:
-                retry.append(pending)
+            if backoff.failures:
+                delay = backoff.wait()
+                log.warning(
+                    "the cluster is busy or unreachable: resending %d documents after %.1f s",
+                    len(retry),
+                    delay,
+                )
+            chunk = self._chunk(retry, source)
+            if not chunk:
+                return
+            chunk, done = self._freshen(chunk)
+            yield from done
+            error = yield from self._send(chunk, retry)
+            if error is None and not retry:
+                backoff.succeeded()
                 continue
-            error = None if ok else _error_text(op.get("error"), status)
-            yield BulkResult(pending.tag if pending else None, index, doc_id, status, error)
+            backoff.failed()
+            if backoff.exhausted:
+                if error is not None:
+                    raise error
+                while retry:
+                    pending = retry.popleft()
+                    meta = action_meta(pending.action)
+                    yield BulkResult(
+                        pending.tag,
+                        meta["_index"],
+                        meta["_id"],
+                        pending.status,
+                        f"still retryable after {self.options.retry_for:.0f} s of retries",
+                    )
+                backoff.succeeded()
 
+    def _pendings(self, actions: Iterable[tuple[Action, Any]]) -> Iterator[_Pending]:
+        read_ms = self.freshener.read_ms if self.freshener else None
+        for action, tag in actions:
+            yield _Pending(action, tag, read_ms(tag) if read_ms else None)
 
-def _take(inflight: dict[str, list[_Pending]], index: str, doc_id: str) -> _Pending | None:
-    """The in-flight action this result answers: same id, same index when there is a choice."""
-    waiting = inflight.get(doc_id)
-    if not waiting:
+    def _chunk(self, retry: deque[_Pending], source: Iterator[_Pending]) -> list[_Pending]:
+        """Retries first, then new actions, up to the chunk's size and byte caps."""
+        chunk: list[_Pending] = []
+        size = 0
+        limit, max_bytes = self.options.chunk_size, self.options.max_chunk_bytes
+        while len(chunk) < limit:
+            pending = retry.popleft() if retry else next(source, None)
+            if pending is None:
+                break
+            cost = _approx_bytes(pending.action)
+            if chunk and size + cost > max_bytes:
+                retry.appendleft(pending)  # first of the next chunk
+                break
+            chunk.append(pending)
+            size += cost
+        return chunk
+
+    def _freshen(self, chunk: list[_Pending]) -> tuple[list[_Pending], list[BulkResult]]:
+        """Re-read what is too old to send; results for what needs no request any more."""
+        freshener = self.freshener
+        if freshener is None:
+            return chunk, []
+        now = self.clock_ms()
+        stale = [
+            n
+            for n, p in enumerate(chunk)
+            if p.read_ms is not None
+            and now - p.read_ms > freshener.max_age_ms(action_meta(p.action)["_index"])
+        ]
+        if not stale:
+            return chunk, []
+        fresh = freshener.refresh([(chunk[n].action, chunk[n].tag) for n in stale])
+        done: list[BulkResult] = []
+        dropped: set[int] = set()
+        for n, refreshed in zip(stale, fresh, strict=True):
+            pending = chunk[n]
+            meta = action_meta(pending.action)
+            if refreshed.action is None:
+                dropped.add(n)
+                status = GONE_STATUS if refreshed.error is None else 400
+                done.append(
+                    BulkResult(
+                        pending.tag, meta["_index"], meta["_id"], status, refreshed.error, True
+                    )
+                )
+            else:
+                pending.action, pending.read_ms = refreshed.action, refreshed.read_ms
+                pending.reread = True
+        log.info("re-read %d late snapshot writes (%d gone)", len(stale), len(dropped))
+        return [p for n, p in enumerate(chunk) if n not in dropped], done
+
+    def _send(
+        self, chunk: list[_Pending], retry: deque[_Pending]
+    ) -> Generator[BulkResult, None, Exception | None]:
+        """One bulk request; retryable documents go to `retry`. Returns a retryable request
+        error (the unanswered rest of the chunk is in `retry` then); raises any other."""
+        if not chunk:
+            return None
+        results = helpers_for(self.client).streaming_bulk(
+            self.client,
+            [p.action for p in chunk],
+            chunk_size=len(chunk),
+            max_chunk_bytes=self.options.max_chunk_bytes,
+            raise_on_error=False,
+            raise_on_exception=True,
+            max_retries=0,
+            yield_ok=True,
+            expand_action_callback=_identity,
+        )
+        answered = 0
+        try:
+            for ok, info in results:
+                pending = chunk[answered]
+                answered += 1
+                op = next(iter(info.values()))
+                status = int(op.get("status", 200 if ok else 500))
+                doc_id = str(op.get("_id"))
+                if doc_id != action_meta(pending.action)["_id"]:
+                    raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
+                if not ok and status in RETRYABLE_STATUS:
+                    pending.status = status
+                    retry.append(pending)
+                    continue
+                error = None if ok else _error_text(op.get("error"), status)
+                yield BulkResult(
+                    pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
+                )
+        except Exception as exc:
+            if not is_retryable_error(exc):
+                raise
+            retry.extend(chunk[answered:])
+            return exc
+        if answered != len(chunk):
+            raise RuntimeError(f"bulk answered {answered} of {len(chunk)} documents")
         return None
-    chosen = next(
-        (i for i, p in enumerate(waiting) if next(iter(p.action[0].values()))["_index"] == index), 0
-    )
-    pending = waiting.pop(chosen)
-    if not waiting:
-        del inflight[doc_id]
-    return pending
+
+
+def _approx_bytes(action: Action) -> int:
+    """The request bytes of one action, near enough for the chunk's byte cap."""
+    meta = action_meta(action)
+    return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
 
 
 def _identity(action: Action) -> Action:
@@ -251,6 +381,37 @@ def create_managed_index(client: Any, index: str) -> bool:
         if "already_exists" in str(exc) or "resource_already" in str(exc):
             return False
         raise
+
+
+_TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_time_ms(value: str) -> int | None:
+    """An engine time value (`60s`, `1h`, `500ms`) in milliseconds; None if not one."""
+    text = value.strip().lower()
+    for unit in ("ms", "s", "m", "h", "d"):
+        number = text.removesuffix(unit)
+        if number != text and number.replace(".", "", 1).isdigit():
+            return int(float(number) * _TIME_UNITS_MS[unit])
+    return None
+
+
+def gc_deletes_ms(client: Any, index: str) -> int:
+    """How long the engine keeps delete tombstones in `index` (its default when unknown)."""
+    try:
+        found = client.indices.get_settings(
+            index=index, name="index.gc_deletes", include_defaults=True
+        )
+    except Exception as exc:
+        log.debug("cannot read index.gc_deletes of %s: %s", index, exc)
+        return DEFAULT_GC_DELETES_MS
+    for info in found.values():
+        for part in ("settings", "defaults"):
+            value = info.get(part, {}).get("index", {}).get("gc_deletes")
+            parsed = parse_time_ms(str(value)) if value is not None else None
+            if parsed is not None:
+                return parsed
+    return DEFAULT_GC_DELETES_MS
 
 
 def apply_index_settings(client: Any, index: str, values: dict[str, Any]) -> None:

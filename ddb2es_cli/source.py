@@ -116,6 +116,44 @@ def key_for_state(key: Mapping[str, Mapping[str, Any]]) -> Key:
     return out
 
 
+BATCH_GET_KEYS = 100  # DynamoDB's BatchGetItem limit
+
+
+def get_items_consistently(
+    client: Any, table: str, keys: Sequence[Mapping[str, Mapping[str, Any]]]
+) -> list[tuple[dict[str, Any] | None, int]]:
+    """(item or None if gone, read start in ms) for each key, in order, by consistent reads.
+
+    A consistent read sees every write acknowledged before it started, so a write versioned from
+    its start time ranks below any stream record of a later change (SPEC section 1).
+    """
+    out: list[tuple[dict[str, Any] | None, int]] = []
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        wanted = [key_for_request(k) for k in keys[start : start + BATCH_GET_KEYS]]
+        found: dict[str, dict[str, Any]] = {}
+        read_ms = int(time.time() * 1000)
+        pending = wanted
+        attempt = 0
+        while pending:
+            request = {"RequestItems": {table: {"Keys": pending, "ConsistentRead": True}}}
+            response = _with_throttle_retry(
+                client.batch_get_item, request, threading.Event(), max_backoff=5.0
+            )
+            for item in response.get("Responses", {}).get(table, []):
+                found[_key_text(item, wanted[0])] = item
+            pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            if pending:
+                attempt += 1
+                time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
+        out.extend((found.get(_key_text(k, k)), read_ms) for k in wanted)
+    return out
+
+
+def _key_text(item: Mapping[str, Any], key: Mapping[str, Any]) -> str:
+    """The key attributes of `item` (named as in `key`) as a comparable text."""
+    return json.dumps(key_for_state({n: item[n] for n in key}), sort_keys=True)
+
+
 # --- rate limit ----------------------------------------------------------------------------------
 
 

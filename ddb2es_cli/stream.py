@@ -42,6 +42,7 @@ LAMBDA_MODULES = (
     "config.py",
     "transform.py",
     "clients.py",
+    "retry.py",
     "sink.py",
     "source.py",
     "stream.py",
@@ -203,9 +204,9 @@ def apply_batch(
         BulkOptions(
             chunk_size=max(1, len(ops)),
             max_chunk_bytes=config.max_bulk_bytes,
-            max_retries=3,
             initial_backoff=0.2,
             max_backoff=2.0,
+            retry_for=5.0,  # then the record is reported and retried as a whole
         ),
     )
     for outcome in writer.write((op.action, op) for op in ops):

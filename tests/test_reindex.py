@@ -317,7 +317,7 @@ class DyingSearch(BusySearch):
         return self._client.bulk(*args, **kwargs)
 
 
-def test_connection_loss_stops_with_exit_1_and_restores_settings(
+def test_connection_lost_longer_than_retry_for_stops_with_exit_1_and_restores_settings(
     stack: Stack, tmp_path: Path
 ) -> None:
     from ddb2es_cli.errors import ConnectionFailed
@@ -331,7 +331,7 @@ def test_connection_loss_stops_with_exit_1_and_restores_settings(
             DyingSearch(stack.es),
             settings,
             list(settings.tables),
-            options(tmp_path, page_limit=20, bulk=BulkOptions(chunk_size=20)),
+            options(tmp_path, page_limit=20, bulk=BulkOptions(chunk_size=20, retry_for=0.2)),
         )
     assert "--resume" in str(info.value)
     index = f"{stack.prefix}y"
@@ -525,16 +525,3 @@ def test_ctrl_c_or_kill_exits_130_saves_state_and_restores_settings(
     saved = RunState.load(state)
     assert saved is not None and saved.unfinished() and not saved.pending_restore
     assert current_load_settings(stack.es, index)["refresh_interval"] != "-1"
-
-
-def test_parallel_bulk_workers_index_everything(stack: Stack, tmp_path: Path) -> None:
-    table = stack.create_table("parallel")
-    stack.put_items(table, sample_items(400, types=("p", "q")))
-    settings = stack.settings(table)
-    bulk = BulkOptions(chunk_size=50, workers=2)
-    summary = run_reindex(
-        stack.ddb, stack.es, settings, list(settings.tables), options(tmp_path, bulk=bulk)
-    )
-    assert summary.failures == 0 and summary.tables[table].indexed == 400
-    assert counts(stack) == {f"{stack.prefix}p": 200, f"{stack.prefix}q": 200}
-    assert not (tmp_path / "state.json").exists()

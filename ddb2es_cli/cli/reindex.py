@@ -30,11 +30,12 @@ from ddb2es_cli.errors import ExitStatus
 @tables_argument
 @segments_option
 @click.option(
-    "--bulk-workers",
-    type=click.IntRange(min=1),
-    default=1,
+    "--retry-for",
+    type=click.FloatRange(min=0),
+    default=600,
     show_default=True,
-    help="Concurrent bulk requests.",
+    help="Seconds a busy or unreachable cluster is retried before the run stops "
+    "(state saved, exit 1: rerun with --resume).",
 )
 @click.option(
     "--chunk-size",
@@ -80,7 +81,7 @@ def reindex(
     tables: tuple[str, ...],
     all_tables: bool,
     segments: int | None,
-    bulk_workers: int,
+    retry_for: float,
     chunk_size: int,
     max_chunk_bytes: int,
     max_rcu: float | None,
@@ -117,7 +118,7 @@ def reindex(
     options = ReindexOptions(
         segments=segments or default_segments(),
         bulk=BulkOptions(
-            chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, workers=bulk_workers
+            chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, retry_for=retry_for
         ),
         max_rcu=max_rcu,
         bulk_load_settings=bulk_load_settings,
