@@ -6,6 +6,7 @@ what it found over the file, and the file over the defaults.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,11 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+log = logging.getLogger("ddb2es.config")
+
+MIN_OVERLAP_MS = 1_000  # stream times are rounded down to the second on AWS
+LOCAL_MIN_OVERLAP_MS = 60_000  # ... and to the minute on DynamoDB Local
 
 DEFAULT_CONFIG_FILE = "ddb2es.toml"
 # Items per Scan page for reindex and reload. Memory is bounded by pages (at most segments + 1
@@ -196,11 +202,35 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         dynamodb=dynamodb,
         search=search_settings,
         tables=tables,
-        version_overlap_ms=_non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS),
+        version_overlap_ms=_version_overlap_ms(defaults, dynamodb),
         template=_template_settings(_section(data, "template")),
         source=source,
         **global_defaults,
     )
+
+
+def _version_overlap_ms(defaults: Mapping[str, Any], dynamodb: DynamoSettings) -> int:
+    """Scan versions must rank below any stream record newer than the read (SPEC section 1)."""
+    value = _non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS)
+    if value < MIN_OVERLAP_MS:
+        raise ConfigError(
+            f"[defaults] version_overlap_ms = {value} is below {MIN_OVERLAP_MS}: stream times are "
+            "rounded down to the second, so older snapshot writes could overwrite newer changes"
+        )
+    if value < LOCAL_MIN_OVERLAP_MS and is_loopback_url(dynamodb.endpoint):
+        log.warning(
+            "[defaults] version_overlap_ms = %d is below %d: DynamoDB Local cuts stream times "
+            "to the minute, so a snapshot write can win over a newer stream record",
+            value,
+            LOCAL_MIN_OVERLAP_MS,
+        )
+    return value
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """An endpoint on this machine (DynamoDB Local, in practice)."""
+    host = (urlsplit(url).hostname or "") if url else ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _non_negative_int(section: Mapping[str, Any], name: str, default: int) -> int:

@@ -569,3 +569,23 @@ def test_credentials_in_the_url_become_basic_auth_and_leave_the_url() -> None:
     search = load_settings(None, {"es_url": "https://bob:p%40ss@search.example.com:443"}).search
     assert (search.auth, search.username, search.password) == ("basic", "bob", "p@ss")
     assert search.url == "https://search.example.com:443"
+
+
+def test_an_overlap_below_one_second_is_refused(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.toml", "[defaults]\nversion_overlap_ms = 999\n")
+    assert_usage_error(invoke(["--config", str(bad), "doctor"]), "version_overlap_ms", "999")
+
+
+def test_a_short_overlap_against_dynamodb_local_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ddb2es_cli.config import load_settings
+
+    path = write(
+        tmp_path / "short.toml",
+        '[dynamodb]\nendpoint = "http://127.0.0.1:8000"\n[defaults]\nversion_overlap_ms = 5000\n',
+    )
+    with caplog.at_level("WARNING", logger="ddb2es.config"):
+        settings = load_settings(path, {})
+    assert settings.version_overlap_ms == 5000
+    assert "DynamoDB Local" in caplog.text
