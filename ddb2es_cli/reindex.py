@@ -31,6 +31,7 @@ from ddb2es_cli.sink import (
     Failure,
     FailureLog,
     IndexStats,
+    KeyJson,
     Refreshed,
     apply_index_settings,
     create_managed_index,
@@ -50,10 +51,10 @@ from ddb2es_cli.source import (
     scan_pages,
 )
 from ddb2es_cli.transform import (
+    SHA_ID_PREFIX,
     Document,
     TableShape,
     TransformError,
-    key_from_id,
     key_json,
     scan_version,
     to_document,
@@ -470,10 +471,9 @@ def restore_settings(es: Any, state: RunState) -> list[str]:
 
 def _key_of(doc_id: str) -> Any:
     """The key in document form, as every failures-file line carries it."""
-    try:
-        return key_from_id(doc_id)
-    except (TransformError, ValueError):
-        return doc_id  # a sha256 id: the key is in the document's _ddb2es_key
+    if doc_id.startswith(SHA_ID_PREFIX):
+        return doc_id  # the key is in the document's _ddb2es_key
+    return KeyJson(doc_id)
 
 
 def _item_key(item: dict[str, Any], shape: TableShape) -> Any:

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -64,6 +65,33 @@ class Failure:
     reason: str
 
 
+class KeyJson(str):
+    """A key already in its exact JSON form (a document id): written as JSON, not as a string."""
+
+
+def exact_json(value: Any) -> str:
+    """JSON text with Decimal numbers written as numbers, digit for digit."""
+    if isinstance(value, KeyJson):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(f"{json.dumps(str(k))}:{exact_json(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(exact_json(v) for v in value) + "]"
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def failure_line(failure: Failure) -> str:
+    """One NDJSON line; the key keeps its exact numbers (no float on the way)."""
+    data = asdict(failure)
+    key_text = exact_json(data.pop("key"))
+    rest = json.dumps(data, default=str, ensure_ascii=False)
+    return '{"key": ' + key_text + ", " + rest[1:]
+
+
 class FailureLog:
     """NDJSON failures file, opened on the first failure only (no empty files on clean runs)."""
 
@@ -82,7 +110,7 @@ class FailureLog:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("a", encoding="utf-8")
-        self._handle.write(json.dumps(asdict(failure), default=str, ensure_ascii=False) + "\n")
+        self._handle.write(failure_line(failure) + "\n")
         self._handle.flush()
 
     def close(self) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
-from types import SimpleNamespace
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 

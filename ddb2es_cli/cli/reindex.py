@@ -67,6 +67,14 @@ from ddb2es_cli.errors import ExitStatus
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
 @click.option(
+    "--retry-failures",
+    "retry_failures_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Re-read the keys of a failures file (consistent reads) and write them again; "
+    "the file keeps only what still fails. Takes no TABLE.",
+)
+@click.option(
     "--page-size",
     type=click.IntRange(min=0),
     default=DEFAULT_PAGE_LIMIT,
@@ -89,6 +97,7 @@ def reindex(
     failures_path: Path,
     state_file: Path | None,
     resume: bool,
+    retry_failures_file: Path | None,
     page_size: int | None,
     dry_run: bool,
     json_output: bool,
@@ -114,6 +123,11 @@ def reindex(
     from ddb2es_cli.sink import BulkOptions
 
     app = app_of(ctx, json_output, quiet)
+    if retry_failures_file is not None:
+        if tables or all_tables:
+            raise click.UsageError("--retry-failures takes no TABLE and no --all")
+        _retry_failures(ctx, app, retry_failures_file, chunk_size, retry_for)
+        return
     selected = app.settings.select_tables(tables, all_tables)
     options = ReindexOptions(
         segments=segments or default_segments(),
@@ -187,4 +201,29 @@ def reindex(
 
     emit(app, data, render)
     if summary.failures:
+        ctx.exit(ExitStatus.PARTIAL)
+
+
+def _retry_failures(
+    ctx: click.Context, app: Any, path: Path, chunk_size: int, retry_for: float
+) -> None:
+    from ddb2es_cli.retry_failures import retry_failures
+    from ddb2es_cli.sink import BulkOptions
+
+    ddb, es = make_clients(app)
+    summary = retry_failures(
+        ddb, es, app.settings, path, BulkOptions(chunk_size=chunk_size, retry_for=retry_for)
+    )
+    data = summary.as_dict()
+
+    def render(console: Console) -> None:
+        console.print(
+            f"{data['retried']} retried: {data['written']} written, {data['conflicts']} "
+            f"already newer, {data['gone']} deleted meanwhile, "
+            f"{data['still_failing']} still failing"
+        )
+        print_failures(console, len(summary.still_failing), "documents still fail", path)
+
+    emit(app, data, render)
+    if summary.still_failing:
         ctx.exit(ExitStatus.PARTIAL)
