@@ -5,7 +5,10 @@ The servers answer everything for real; these only withhold or break what a test
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -94,3 +97,92 @@ class HoldDocument:
     def _holds(self, action: dict[str, Any]) -> bool:
         meta = next(iter(action.values()))
         return bool(meta["_id"] == self.doc_id and self.index in (None, meta["_index"]))
+
+
+class FaultProxy:
+    """A loopback TCP proxy in front of a search server that breaks chosen bulk requests.
+
+    `plan(n)` decides the fate of the n-th bulk request (1-based): "pass", "reset" (half of it
+    reaches the server, then both connections are reset) or "503" (the server never sees it;
+    the client gets 503 Service Unavailable). Everything else passes untouched.
+    """
+
+    def __init__(self, upstream_port: int, plan: Callable[[int], str]) -> None:
+        self.upstream_port = upstream_port
+        self.plan = plan
+        self.bulks = 0
+        self.faults: list[str] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._upstream, args=(client, server), daemon=True).start()
+            threading.Thread(target=_pump, args=(server, client), daemon=True).start()
+
+    def _fate(self, data: bytes) -> str:
+        if b"/_bulk" not in data.split(b"\r\n", 1)[0]:
+            return "pass"
+        with self._lock:
+            self.bulks += 1
+            fate = self.plan(self.bulks)
+            if fate != "pass":
+                self.faults.append(fate)
+        return fate
+
+    def _upstream(self, client: socket.socket, server: socket.socket) -> None:
+        try:
+            while data := client.recv(65536):
+                fate = self._fate(data) if data[:4] in (b"POST", b"PUT ") else "pass"
+                if fate == "reset":
+                    server.sendall(data[: len(data) // 2])
+                    _reset(client, server)
+                    return
+                if fate == "503":
+                    client.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+                    )
+                    _reset(client, server)
+                    return
+                server.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(client, server)
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _close(source, target)
+
+
+def _reset(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    _close(*sockets)
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.close()

@@ -1,0 +1,45 @@
+"""Real faults between ddb2es and the search server; every run must end with the index exactly
+equal to the table (`drift --full` exit 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ddb2es_cli.cli import cli
+from tests.conftest import Stack
+from tests.faults import FaultProxy
+from tests.test_reindex import sample_items
+
+
+def drift_full(stack: Stack, config: Path, table: str) -> int:
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "drift", table, "--full", "--quiet"], env=stack.cli_env()
+    )
+    return result.exit_code
+
+
+def test_reindex_through_resets_and_503s_ends_exactly_equal(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("faulty")
+    stack.put_items(table, sample_items(300, types=("a", "b")))
+    config = stack.config_file(tmp_path, table)
+    # More failures in a row than the client's own transport retries (3) absorb.
+    fates = {2: "reset", 3: "503", 4: "reset", 5: "503", 6: "reset", 9: "503", 10: "503"}
+    fates.update({11: "503", 12: "503", 13: "reset"})
+    proxy = FaultProxy(int(stack.es_url.rsplit(":", 1)[1]), lambda n: fates.get(n, "pass"))
+    env = {**stack.cli_env(), "DDB2ES_ES_URL": proxy.url}
+    try:
+        result = CliRunner().invoke(
+            cli,
+            ["--config", str(config), "reindex", table, "--chunk-size", "40", "--quiet"]
+            + ["--failures", str(tmp_path / "failures.ndjson")]
+            + ["--state-file", str(tmp_path / "state.json")],
+            env=env,
+        )
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert sorted(proxy.faults) == sorted(fates.values())
+    assert not (tmp_path / "failures.ndjson").exists()
+    assert drift_full(stack, config, table) == 0
