@@ -32,9 +32,11 @@ def test_reindex_through_resets_and_503s_ends_exactly_equal(stack: Stack, tmp_pa
     try:
         result = CliRunner().invoke(
             cli,
-            ["--config", str(config), "reindex", table, "--chunk-size", "40", "--quiet"]
-            + ["--failures", str(tmp_path / "failures.ndjson")]
-            + ["--state-file", str(tmp_path / "state.json")],
+            [
+                *("--config", str(config), "reindex", table, "--chunk-size", "40", "--quiet"),
+                *("--failures", str(tmp_path / "failures.ndjson")),
+                *("--state-file", str(tmp_path / "state.json")),
+            ],
             env=env,
         )
     finally:
