@@ -45,3 +45,56 @@ def test_reindex_through_resets_and_503s_ends_exactly_equal(stack: Stack, tmp_pa
     assert sorted(proxy.faults) == sorted(fates.values())
     assert not (tmp_path / "failures.ndjson").exists()
     assert drift_full(stack, config, table) == 0
+
+
+def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: Path) -> None:
+    """The search server goes away in the middle of a load and comes back on the same port.
+
+    noida-db keeps its data only across a clean stop, and reads numbers back from disk as
+    doubles, so it is stopped with SIGTERM and the items carry no 38-digit numbers.
+    """
+    import threading
+    import time
+
+    from ddb2es_cli import local
+    from tests.conftest import _stack
+
+    port = local.free_port()
+    server = local.start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
+    stacks = _stack(dynamodb_url, server.url)
+    stack = next(stacks)
+    try:
+        table = stack.create_table("restart")
+        items = sample_items(400, types=("r",))
+        for item in items:
+            del item["big"]
+        stack.put_items(table, items)
+        config = stack.config_file(tmp_path, table)
+        args = ["--config", str(config), "reindex", table, "--chunk-size", "20", "--quiet"]
+        args += ["--page-size", "20", "--failures", str(tmp_path / "failures.ndjson")]
+        args += ["--state-file", str(tmp_path / "state.json")]
+        outcome: dict[str, int] = {}
+        worker = threading.Thread(
+            target=lambda: outcome.update(
+                code=CliRunner().invoke(cli, args, env=stack.cli_env()).exit_code
+            )
+        )
+        index = f"{stack.prefix}r"
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not (stack.es.indices.exists(index=index) and _count(stack, index) > 0):
+            assert time.monotonic() < deadline and worker.is_alive(), "no document arrived"
+            time.sleep(0.02)
+        local.stop(server)
+        server = local.start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
+        worker.join(timeout=180)
+        assert outcome.get("code") == 0
+        assert drift_full(stack, config, table) == 0
+    finally:
+        stacks.close()
+        local.stop(server)
+
+
+def _count(stack: Stack, index: str) -> int:
+    stack.es.indices.refresh(index=index)
+    return int(stack.es.count(index=index)["count"])
