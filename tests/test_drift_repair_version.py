@@ -19,12 +19,6 @@ from ddb2es_cli.drift_report import DriftOptions
 from ddb2es_cli.errors import ExitStatus
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
 from ddb2es_cli.stream_runner import StreamOptions, run_stream
-from ddb2es_cli.transform import (
-    DEFAULT_REPAIR_MARGIN_MS,
-    LOCAL_REPAIR_MARGIN_MS,
-    repair_version,
-    scan_version,
-)
 from tests.conftest import Stack
 
 
@@ -86,6 +80,13 @@ def wait_until(condition: Any, deadline_s: float, what: str) -> None:
 
 
 def test_the_repair_margin_follows_the_endpoint_and_the_config(tmp_path: Path) -> None:
+    from ddb2es_cli.transform import (
+        DEFAULT_REPAIR_MARGIN_MS,
+        LOCAL_REPAIR_MARGIN_MS,
+        repair_version,
+        scan_version,
+    )
+
     aws = Settings(dynamodb=DynamoSettings(region="eu-west-1"))
     assert aws.repair_margin == DEFAULT_REPAIR_MARGIN_MS == 5_000
     for url in ("http://localhost:8000", "http://127.0.0.1:4566", "http://dynamodb:8000"):
@@ -106,7 +107,6 @@ def test_drift_repair_fixes_a_document_the_stream_wrote_a_moment_ago(
     """The default margin on DynamoDB Local (60 s: its stream times are cut to the minute)."""
     table = stack.create_table("rv", stream=True)
     settings = stack.settings(table)
-    assert settings.repair_margin == 60_000
     index, version = streamed_then_changed(stack, tmp_path, settings)
     # The stream version is the record's minute; a repair read once that minute is over must win
     # (the old 300 s overlap lost for five minutes).
