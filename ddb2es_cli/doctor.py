@@ -24,6 +24,10 @@ class Check:
     detail: str
     warning: bool = False  # passes, but the operator should read it
 
+    def as_dict(self) -> dict[str, Any]:
+        data = {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {**data, "warning": True} if self.warning else data
+
 
 @dataclass
 class DoctorReport:
@@ -34,7 +38,7 @@ class DoctorReport:
         return all(c.ok for c in self.checks)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
 
 
 def run_doctor(

@@ -28,15 +28,21 @@ Checks, per table and per index of the table:
    bucket is kept in memory; only buckets whose digests differ are read back and compared, one at
    a time. Memory is bounded by one bucket, not by the table.
 
-Which indices belong to a table: the default index plus every index seen in the count scan (or,
-with estimated counts, in the sample; or in the full scan). Orphan sampling and the full
-comparison cover exactly those indices. Several tables may feed one index (the same type, or
-items without one in `default`). A document is an orphan only when no table can claim it: not
-the checked tables, and not the other tables of the config file whose prefix fits the index
-(looked up with consistent reads; their documents count as "foreign"), and the repair checks
-this again before any delete. Tables outside the config file cannot be known. Counts of a
-shared index are compared with the sum of the tables checked in the same run; the report lists
-the configured tables it may also hold (`maybe_shared_with`).
+Which indices belong to a table: the default index, every index seen in the count scan (or,
+with estimated counts, in the sample; or in the full scan), and every index ddb2es owns under
+the table's prefix that holds documents with the table's key attributes although no item maps
+to it now (a retired or renamed type; `drift_scope.py`, ownership decided by `is_owned` alone).
+Kept blue/green generations without their alias are not live and not checked. Counts, orphan
+sampling and the full comparison cover exactly those indices. Several tables may feed one index
+(the same type, or items without one in `default`). A document is an orphan only when no
+table can claim it: not the checked tables, and not the other tables of the config file whose
+prefix fits the index (looked up with consistent reads; their documents count as "foreign"),
+and the repair checks this again before any delete. Tables outside the config file cannot be known. Counts of a
+shared index are compared with the sum of the tables checked in the same run, counting only the
+documents with the key attributes of those tables (`documents`; others are
+`other_key_documents`). An index that configured tables outside the run feed too (it is their
+default index, it holds documents with their key attributes, or its orphan check found their
+items) is "not comparable": its counts are not judged (not drift); name those tables too.
 
 Estimated counts: the documents of the table's indices are set against ItemCount minus the
 items whose type is not a valid index name, whose share only the sample knows; its sampling
@@ -49,11 +55,17 @@ with Decimal. Numbers are equal when their values are (1.50 == 1.5). Elasticsear
 return `_source` as it was sent; an engine that re-renders it through doubles (the noida-db stand-in
 does) shows numbers with more than 15-17 significant digits as different, which they are.
 
+Sampled items are read with consistent reads (an eventually consistent image can be older than
+the document the stream already wrote, a false "different").
+
 Repair (`repair`): for every key found drifted, a consistent BatchGetItem (the batched GetItem;
-stale scan images are never trusted) gives the truth; the document is written with a fresh
-version, (read start ms - overlap) x 1000 with `external_gte` (SPEC section 1), stale copies are
-deleted with a versioned delete, and what was written is read back. A 409 means a newer write is
-in flight: reported as such, not as repaired. `dry_run` plans the same steps and writes nothing.
+stale scan images are never trusted) gives the truth; the document is written with a repair
+version, (read start ms - repair margin) x 1000 with `external_gte` (SPEC section 1; the margin
+is 5 s on AWS and 60 s on DynamoDB Local, `repair_margin_ms`), stale copies are deleted with a
+versioned delete, and what was written is read back. A 409 means a newer write is in flight:
+reported as such, not as repaired. `dry_run` plans the same steps and writes nothing. Afterwards
+the indices written are counted again: a run whose repair fixed and read back everything it
+found leaves no drift (`drift_remains` false, exit 0).
 Drift found by counts alone cannot be repaired by key: run the full comparison to find the keys.
 A run on a table that is being written reports writes still on their way through the stream; the
 repair leaves those alone (409), and `tolerance` can accept a few.
@@ -454,6 +466,12 @@ class _Run:
                     if t.name not in feeding
                     and t.shape.key_names not in shapes
                     and documents_with_keys(self.search, name, [t.shape.key_names])
+                ]
+            if all(t.report.index(name).discovered for t in tables):
+                # No item of the run maps here: an outside table with the same key attributes
+                # may be the one that feeds it (ids cannot tell; doctor warns about it).
+                feeding += [
+                    t.name for t in outside if t.shape.key_names in shapes and t.name not in feeding
                 ]
             for table in tables:
                 report = table.report.index(name)

@@ -38,7 +38,9 @@ def live_indices(search: SearchJson, prefix: str) -> dict[str, str]:
     status, aliases = search.request("GET", f"/{pattern}/_alias", allow=(404,))
     if status == 404 or not isinstance(aliases, dict):
         return {}
-    _, mappings = search.request("GET", f"/{pattern}/_mapping", allow=(404,))
+    _, mappings = search.request(
+        "GET", f"/{pattern}/_mapping", params={"filter_path": "*.mappings._meta"}, allow=(404,)
+    )
     mappings = mappings if isinstance(mappings, dict) else {}
     found: dict[str, str] = {}
     for index, entry in sorted(aliases.items()):
