@@ -37,10 +37,10 @@ sampling and the full comparison cover exactly those indices. Several tables may
 (the same type, or items without one in `default`). A document is an orphan only when no
 table can claim it: not the checked tables, and not the other tables of the config file whose
 prefix fits the index (looked up with consistent reads; their documents count as "foreign"),
-and the repair checks this again before any delete. Tables outside the config file cannot be known. Counts of a
-shared index are compared with the sum of the tables checked in the same run, counting only the
-documents with the key attributes of those tables (`documents`; others are
-`other_key_documents`). An index that configured tables outside the run feed too (it is their
+and the repair checks this again before any delete. Tables outside the config file cannot be
+known. Counts of a shared index are compared with the sum of the tables checked in the same
+run, counting only the documents with the key attributes of those tables (`documents`; others
+are `other_key_documents`). An index that configured tables outside the run feed too (it is their
 default index, it holds documents with their key attributes, or its orphan check found their
 items) is "not comparable": its counts are not judged (not drift); name those tables too.
 
