@@ -15,7 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ddb2es_cli.errors import ConfigError
-from ddb2es_cli.transform import DEFAULT_OVERLAP_MS, TableShape
+from ddb2es_cli.transform import (
+    DEFAULT_OVERLAP_MS,
+    DEFAULT_REPAIR_MARGIN_MS,
+    LOCAL_REPAIR_MARGIN_MS,
+    TableShape,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +56,15 @@ class DynamoSettings:
     endpoint: str | None = None
     region: str | None = None
     profile: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        """An endpoint that is not AWS: DynamoDB Local (loopback, a container name, ...), whose
+        stream times are cut to the minute. The safe side: anything but an AWS host counts."""
+        if not self.endpoint:
+            return False
+        host = (urlsplit(self.endpoint).hostname or "").lower().rstrip(".")
+        return not (host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn"))
 
 
 @dataclass(frozen=True)
@@ -125,8 +139,17 @@ class Settings:
     default_type: str = "default"
     index_prefix: str = ""
     version_overlap_ms: int = DEFAULT_OVERLAP_MS
+    # Margin of repair versions (consistent reads); None: 60 s on a local endpoint, else 5 s.
+    repair_margin_ms: int | None = None
     template: TemplateSettings = TemplateSettings()
     source: str | None = None  # the config file read, if any
+
+    @property
+    def repair_margin(self) -> int:
+        """Milliseconds a repair version stays below its consistent read (SPEC section 1)."""
+        if self.repair_margin_ms is not None:
+            return self.repair_margin_ms
+        return LOCAL_REPAIR_MARGIN_MS if self.dynamodb.is_local else DEFAULT_REPAIR_MARGIN_MS
 
     def table(self, name: str) -> TableSettings:
         """The configured table, or one with the global defaults for a table named on the CLI."""
@@ -203,6 +226,11 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         search=search_settings,
         tables=tables,
         version_overlap_ms=_version_overlap_ms(defaults, dynamodb),
+        repair_margin_ms=(
+            _non_negative_int(defaults, "repair_margin_ms", 0)
+            if "repair_margin_ms" in defaults
+            else None
+        ),
         template=_template_settings(_section(data, "template")),
         source=source,
         **global_defaults,
@@ -217,7 +245,7 @@ def _version_overlap_ms(defaults: Mapping[str, Any], dynamodb: DynamoSettings) -
             f"[defaults] version_overlap_ms = {value} is below {MIN_OVERLAP_MS}: stream times are "
             "rounded down to the second, so older snapshot writes could overwrite newer changes"
         )
-    if value < LOCAL_MIN_OVERLAP_MS and is_loopback_url(dynamodb.endpoint):
+    if value < LOCAL_MIN_OVERLAP_MS and dynamodb.is_local:
         log.warning(
             "[defaults] version_overlap_ms = %d is below %d: DynamoDB Local cuts stream times "
             "to the minute, so a snapshot write can win over a newer stream record",
@@ -225,12 +253,6 @@ def _version_overlap_ms(defaults: Mapping[str, Any], dynamodb: DynamoSettings) -
             LOCAL_MIN_OVERLAP_MS,
         )
     return value
-
-
-def is_loopback_url(url: str | None) -> bool:
-    """An endpoint on this machine (DynamoDB Local, in practice)."""
-    host = (urlsplit(url).hostname or "") if url else ""
-    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _non_negative_int(section: Mapping[str, Any], name: str, default: int) -> int:

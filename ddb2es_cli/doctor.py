@@ -10,7 +10,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
 from ddb2es_cli.clients import make_dynamodb_client, make_search_client
-from ddb2es_cli.config import Settings, redact
+from ddb2es_cli.config import Settings, TableSettings, redact
+from ddb2es_cli.drift_tables import key_collisions
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
 from ddb2es_cli.template import check_template, endpoint, template_spec
@@ -21,6 +22,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # passes, but the operator should read it
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {"name": self.name, "ok": self.ok, "detail": self.detail}
+        return {**data, "warning": True} if self.warning else data
 
 
 @dataclass
@@ -32,7 +38,7 @@ class DoctorReport:
         return all(c.ok for c in self.checks)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+        return {"ok": self.ok, "checks": [c.as_dict() for c in self.checks]}
 
 
 def run_doctor(
@@ -54,12 +60,14 @@ def _dynamodb_checks(settings: Settings) -> list[Check]:
     except (Ddb2esError, BotoCoreError, ClientError) as exc:
         return [Check("dynamodb", False, f"{where}: {_one_line(exc)}")]
     checks = [Check("dynamodb", True, f"{where} answers")]
+    keys_of: list[tuple[TableSettings, list[str]]] = []
     for table in settings.tables:
         try:
             desc = client.describe_table(TableName=table.name)["Table"]
         except ClientError as exc:
             checks.append(Check(f"table {table.name}", False, _one_line(exc)))
             continue
+        keys_of.append((table, [k["AttributeName"] for k in desc["KeySchema"]]))
         keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in desc["KeySchema"])
         stream = desc.get("StreamSpecification", {}).get("StreamViewType", "no stream")
         checks.append(
@@ -69,6 +77,8 @@ def _dynamodb_checks(settings: Settings) -> list[Check]:
                 f"keys {keys}; ~{desc.get('ItemCount', '?')} items; stream {stream}",
             )
         )
+    for collision in key_collisions(keys_of):
+        checks.append(Check("shared index keys", True, collision.describe(), warning=True))
     return checks
 
 

@@ -28,15 +28,21 @@ Checks, per table and per index of the table:
    bucket is kept in memory; only buckets whose digests differ are read back and compared, one at
    a time. Memory is bounded by one bucket, not by the table.
 
-Which indices belong to a table: the default index plus every index seen in the count scan (or,
-with estimated counts, in the sample; or in the full scan). Orphan sampling and the full
-comparison cover exactly those indices. Several tables may feed one index (the same type, or
-items without one in `default`). A document is an orphan only when no table can claim it: not
-the checked tables, and not the other tables of the config file whose prefix fits the index
-(looked up with consistent reads; their documents count as "foreign"), and the repair checks
-this again before any delete. Tables outside the config file cannot be known. Counts of a
-shared index are compared with the sum of the tables checked in the same run; the report lists
-the configured tables it may also hold (`maybe_shared_with`).
+Which indices belong to a table: the default index, every index seen in the count scan (or,
+with estimated counts, in the sample; or in the full scan), and every index ddb2es owns under
+the table's prefix that holds documents with the table's key attributes although no item maps
+to it now (a retired or renamed type; `drift_scope.py`, ownership decided by `is_owned` alone).
+Kept blue/green generations without their alias are not live and not checked. Counts, orphan
+sampling and the full comparison cover exactly those indices. Several tables may feed one index
+(the same type, or items without one in `default`). A document is an orphan only when no
+table can claim it: not the checked tables, and not the other tables of the config file whose
+prefix fits the index (looked up with consistent reads; their documents count as "foreign"),
+and the repair checks this again before any delete. Tables outside the config file cannot be
+known. Counts of a shared index are compared with the sum of the tables checked in the same
+run, counting only the documents with the key attributes of those tables (`documents`; others
+are `other_key_documents`). An index that configured tables outside the run feed too (it is their
+default index, it holds documents with their key attributes, or its orphan check found their
+items) is "not comparable": its counts are not judged (not drift); name those tables too.
 
 Estimated counts: the documents of the table's indices are set against ItemCount minus the
 items whose type is not a valid index name, whose share only the sample knows; its sampling
@@ -49,11 +55,17 @@ with Decimal. Numbers are equal when their values are (1.50 == 1.5). Elasticsear
 return `_source` as it was sent; an engine that re-renders it through doubles (the noida-db stand-in
 does) shows numbers with more than 15-17 significant digits as different, which they are.
 
+Sampled items are read with consistent reads (an eventually consistent image can be older than
+the document the stream already wrote, a false "different").
+
 Repair (`repair`): for every key found drifted, a consistent BatchGetItem (the batched GetItem;
-stale scan images are never trusted) gives the truth; the document is written with a fresh
-version, (read start ms - overlap) x 1000 with `external_gte` (SPEC section 1), stale copies are
-deleted with a versioned delete, and what was written is read back. A 409 means a newer write is
-in flight: reported as such, not as repaired. `dry_run` plans the same steps and writes nothing.
+stale scan images are never trusted) gives the truth; the document is written with a repair
+version, (read start ms - repair margin) x 1000 with `external_gte` (SPEC section 1; the margin
+is 5 s on AWS and 60 s on DynamoDB Local, `repair_margin_ms`), stale copies are deleted with a
+versioned delete, and what was written is read back. A 409 means a newer write is in flight:
+reported as such, not as repaired. `dry_run` plans the same steps and writes nothing. Afterwards
+the indices written are counted again: a run whose repair fixed and read back everything it
+found leaves no drift (`drift_remains` false, exit 0).
 Drift found by counts alone cannot be repaired by key: run the full comparison to find the keys.
 A run on a table that is being written reports writes still on their way through the stream; the
 repair leaves those alone (409), and `tolerance` can accept a few.
@@ -92,6 +104,7 @@ from ddb2es_cli.drift_report import (
     FullCounts,
     TableReport,
 )
+from ddb2es_cli.drift_scope import documents_with_keys, live_indices
 from ddb2es_cli.drift_tables import BottomK, DriftTable, batch_get, key_projection, open_table
 from ddb2es_cli.errors import ConnectionFailed, Ddb2esError
 from ddb2es_cli.reindex import Progress
@@ -145,6 +158,7 @@ class _Run:
         self.repairer = Repairer(self) if options.repairing else None
         self._others: list[DriftTable] | None = None
         self.index_owners: dict[str, list[DriftTable]] = {}
+        self._live: dict[str, dict[str, str]] = {}  # prefix -> owned live indices under it
 
     # -- who may own a document --
 
@@ -173,7 +187,13 @@ class _Run:
     ) -> set[str]:
         """Ids of the documents (id, key JSON) for which one of `tables` has an item that
         belongs in `index` under that very id (consistent reads)."""
-        found: set[str] = set()
+        return set(self.claimed_by(index, tables, docs))
+
+    def claimed_by(
+        self, index: str, tables: Sequence[DriftTable], docs: Sequence[tuple[str, str]]
+    ) -> dict[str, str]:
+        """`claimed`, with the name of the table that has each document's item."""
+        found: dict[str, str] = {}
         for table in tables:
             keys: dict[str, tuple[Key, list[str]]] = {}
             for doc_id, text in docs:
@@ -192,8 +212,24 @@ class _Run:
             )
             for text, item, _ in answers:
                 ids = keys[text][1] if text in keys else []
-                found.update(i for i in ids if not _orphan_reason(table, index, i, text, item))
+                for i in ids:
+                    if i not in found and not _orphan_reason(table, index, i, text, item):
+                        found[i] = table.name
         return found
+
+    def shared_outside(self, index: str, names: Sequence[str]) -> None:
+        """Configured tables outside the run (`names`) feed `index`: its counts cannot be
+        compared in this run (the sample, orphans and the full comparison still can)."""
+        for table in self.index_owners.get(index, []):
+            report = table.report.index(index)
+            known = set(report.not_comparable_tables) | set(names)
+            report.not_comparable_tables = sorted(known)
+            report.comparable = False
+            listed = ", ".join(report.not_comparable_tables)
+            run = " ".join([t.name for t in self.tables] + report.not_comparable_tables)
+            report.not_comparable = (
+                f"also fed by {listed}, not in this run: check them together (ddb2es drift {run})"
+            )
 
     # -- exact counts (and the bottom-k sample) --
 
@@ -225,7 +261,9 @@ class _Run:
         keys = sampler.payloads()
         report.sample_drawn = len(keys)
         fetched = {}
-        for text, item, _ in batch_get(self.ddb, table, keys, consistent=False, phase="sample"):
+        # Consistent reads: an eventually consistent one can miss a write the index already
+        # has, which would show as a false "different".
+        for text, item, _ in batch_get(self.ddb, table, keys, consistent=True, phase="sample"):
             if item is None:
                 report.sample_vanished += 1
             else:
@@ -348,9 +386,18 @@ class _Run:
         for item in collected:
             with contextlib.suppress(TransformError):  # a key the transform refuses
                 sampler.offer(table.key_text(item), item)
-        table.sample_items = sampler.payloads()
-        report.sample_keys = [table.key_text(item) for item in table.sample_items]
-        report.sample_drawn = len(table.sample_items)
+        drawn = sampler.payloads()
+        report.sample_keys = [table.key_text(item) for item in drawn]
+        report.sample_drawn = len(drawn)
+        # Scan images are eventually consistent: read the drawn items again, consistently.
+        keys = [key_for_state({k: item[k] for k in table.shape.key_names}) for item in drawn]
+        fetched: dict[str, dict[str, Any]] = {}
+        for text, fresh, _ in batch_get(self.ddb, table, keys, consistent=True, phase="sample"):
+            if fresh is None:
+                report.sample_vanished += 1
+            else:
+                fetched[text] = fresh
+        table.sample_items = [fetched[t] for t in report.sample_keys if t in fetched]
         report.total_segments = total
         report.segments_scanned = scanned
         for item in table.sample_items:
@@ -368,16 +415,31 @@ class _Run:
     # -- the search side: counts, sampled documents, orphans --
 
     def owners(self) -> dict[str, list[DriftTable]]:
-        """Every index of the run and the tables that feed it."""
+        """Every index of the run and the tables that feed it: the default index, the indices
+        the items map to, and every owned index under the table's prefix that still holds
+        documents with the table's key attributes (a retired or renamed type)."""
         owners: dict[str, list[DriftTable]] = {}
         for table in self.tables:
             default = table.default_index
             if default is not None:
                 table.report.index(default)
+            self.discover(table)
             for name in table.report.indices:
                 owners.setdefault(name, []).append(table)
         self.index_owners = owners
         return owners
+
+    def discover(self, table: DriftTable) -> None:
+        prefix = table.shape.index_prefix.lower()
+        if prefix not in self._live:
+            self._live[prefix] = live_indices(self.search, prefix)
+        for name in self._live[prefix]:
+            if name in table.report.indices:
+                continue
+            if documents_with_keys(self.search, name, [table.shape.key_names]):
+                report = table.report.index(name)
+                report.discovered = True
+                log.info("drift: %s: %s holds documents of the table", table.name, name)
 
     def run_tables_for(self, index: str) -> list[tuple[int, DriftTable]]:
         """(position, table) of this run's tables that could feed `index`, those that do first:
@@ -391,18 +453,52 @@ class _Run:
             self.search.refresh(owners)
         for name, tables in sorted(owners.items()):
             count = self.search.count(name)
-            outside = [t.name for t in self.others(name)]
+            shapes = sorted({t.shape.key_names for t in tables})
+            own = documents_with_keys(self.search, name, shapes) if count else 0
+            outside = self.others(name)
+            # Outside tables that feed it: whose default index it is, or whose key attributes
+            # the documents the run's tables cannot have carry.
+            feeding = [t.name for t in outside if t.default_index == name]
+            if count and own < count:
+                feeding += [
+                    t.name
+                    for t in outside
+                    if t.name not in feeding
+                    and t.shape.key_names not in shapes
+                    and documents_with_keys(self.search, name, [t.shape.key_names])
+                ]
+            if all(t.report.index(name).discovered for t in tables):
+                # No item of the run maps here: an outside table with the same key attributes
+                # may be the one that feeds it (ids cannot tell; doctor warns about it).
+                feeding += [
+                    t.name for t in outside if t.shape.key_names in shapes and t.name not in feeding
+                ]
             for table in tables:
                 report = table.report.index(name)
                 report.exists = count is not None
                 report.index_count = count or 0
-                report.maybe_shared_with = outside
+                report.own_count = own
+                report.maybe_shared_with = [t.name for t in outside]
                 if len(tables) > 1:
                     report.shared_with = [t.name for t in tables if t is not table]
                     if all(t.report.exact for t in tables):
                         report.expected_count = sum(
                             t.report.index(name).table_count or 0 for t in tables
                         )
+            if feeding:
+                self.shared_outside(name, feeding)
+
+    def recount(self, indices: set[str]) -> None:
+        """After a repair: the documents of the indices it wrote to, refreshed and counted."""
+        self.search.refresh(indices)
+        for name in sorted(indices):
+            tables = self.index_owners.get(name, [])
+            shapes = sorted({t.shape.key_names for t in tables})
+            if not shapes:
+                continue
+            own = documents_with_keys(self.search, name, shapes)
+            for table in tables:
+                table.report.index(name).own_count_after_repair = own
 
     def check_sample(self, table: DriftTable) -> Iterator[Finding]:
         report = table.report
@@ -482,8 +578,11 @@ class _Run:
         suspects = [
             (doc_id, first_reason[doc_id]) for doc_id in unclaimed if doc_id in first_reason
         ]
-        outside = self.claimed(index, self.others(index), [(d, s[1]) for d, s in suspects])
+        outside = self.claimed_by(index, self.others(index), [(d, s[1]) for d, s in suspects])
         tables[0].report.index(index).foreign += len(unclaimed) - len(suspects) + len(outside)
+        if outside:
+            tables[0].report.index(index).claimed_elsewhere += len(outside)
+            self.shared_outside(index, sorted(set(outside.values())))
         for doc_id, (table, text, reason) in suspects:
             if doc_id not in outside:
                 table.report.index(index).orphans_checked += 1
@@ -579,12 +678,15 @@ class _Run:
         # Configured tables outside the run may own documents in these indices.
         for index in sorted({f.index for _, f in orphans}):
             here = [(f.id, f.key_json) for _, f in orphans if f.index == index]
-            others = self.claimed(index, self.others(index), here)
+            others = self.claimed_by(index, self.others(index), here)
+            if others:
+                self.shared_outside(index, sorted(set(others.values())))
             for table, finding in orphans:
                 if finding.index != index:
                     continue
                 if finding.id in others:
                     table.report.index(index).foreign += 1
+                    table.report.index(index).claimed_elsewhere += 1
                 else:
                     yield table, finding
 
@@ -704,26 +806,42 @@ class _Buckets:
 
 def _evaluate(table: TableReport, tolerance: int) -> None:
     """Fill `reasons`: what makes this table count as drifted (beyond `tolerance`)."""
-    reasons = table.reasons
-    reasons.clear()
+    table.reasons[:] = _reasons(table, tolerance, after_repair=False)
+
+
+def _reasons(table: TableReport, tolerance: int, *, after_repair: bool) -> list[str]:
+    """What makes the table count as drifted; `after_repair`: what the repair left (counts
+    taken again where it wrote, findings it could not repair and verify)."""
+    reasons: list[str] = []
+    for name in sorted(table.indices):
+        report = table.indices[name]
+        if not report.comparable:
+            note = f"{name}: counts not comparable: {report.not_comparable}"
+            if note not in table.notes:
+                table.notes.append(note)
     if table.exact:
         for name in sorted(table.indices):
             report = table.indices[name]
-            difference = report.difference
+            difference = report.difference_after_repair if after_repair else report.difference
             if difference is not None and abs(difference) > tolerance:
                 expected = (
                     report.table_count if report.expected_count is None else report.expected_count
                 )
+                documents = (expected or 0) + difference
                 shared = report.maybe_shared_with
                 reasons.append(
-                    f"{name}: {report.index_count} documents for {expected} items "
+                    f"{name}: {documents} documents for {expected} items "
                     f"({difference:+d})"
                     + (f"; the index may also hold {', '.join(shared)}'s" if shared else "")
+                    + ("; no item maps to it now (a retired type?)" if report.discovered else "")
                 )
-    else:
+    elif all(r.comparable for r in table.indices.values()):
         # Items of invalid types are never indexed; their number is known only from the
         # sample here, so its sampling error (two standard errors) widens the tolerance.
-        documents = sum(r.index_count or 0 for r in table.indices.values())
+        documents = 0
+        for r in table.indices.values():
+            after = r.own_count_after_repair if after_repair else None
+            documents += (r.documents or 0) if after is None else after
         drawn = table.sample_checked + table.sample_invalid
         expected, margin = table.items, 0
         if drawn and table.sample_invalid:
@@ -734,6 +852,8 @@ def _evaluate(table: TableReport, tolerance: int) -> None:
                 f"{documents} documents in {len(table.indices)} indices for about {expected} "
                 f"indexable items ({documents - expected:+d}, estimated)"
             )
+    if after_repair:
+        return reasons  # the findings were repaired and read back (the caller checks that)
     sampled = sum(r.sampled_findings for r in table.indices.values())
     if sampled > tolerance:
         missing = sum(r.missing for r in table.indices.values())
@@ -746,6 +866,22 @@ def _evaluate(table: TableReport, tolerance: int) -> None:
             f"full comparison: {sum(f.missing for f in full)} missing, "
             f"{sum(f.different for f in full)} different, {sum(f.orphans for f in full)} orphans"
         )
+    return reasons
+
+
+def _after_repair(run: _Run, repairer: Repairer) -> None:
+    """What drift remains once the repair wrote and read back: counts again where it wrote;
+    findings it could not repair and verify (failed, newer write in flight) remain."""
+    if repairer.written:
+        run.recount(repairer.written)
+    for table in run.tables:
+        remaining = _reasons(table.report, run.options.tolerance, after_repair=True)
+        unresolved = repairer.unresolved[table.name]
+        if unresolved > run.options.tolerance:
+            remaining.append(f"the repair left {unresolved} findings as they were")
+        elif not table.report.reasons and not remaining:
+            continue
+        table.report.remaining = remaining
 
 
 def run_drift(
@@ -772,6 +908,10 @@ def run_drift(
             _run_sampled(run)
         if run.repairer is not None:
             report.repair = run.repairer.finish()
+            for table in contexts:
+                _evaluate(table.report, options.tolerance)
+            if not options.dry_run:
+                _after_repair(run, run.repairer)
     except Ddb2esError:
         raise
     except ClientError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ from ddb2es_cli.sink import (
     delete_action,
     index_action,
 )
-from ddb2es_cli.transform import Document, TransformError, scan_version, to_document
+from ddb2es_cli.transform import Document, TransformError, repair_version, to_document
 
 log = logging.getLogger("ddb2es.drift")
 
@@ -53,6 +54,9 @@ class Repairer:
         self.failures = FailureLog(None if run.options.dry_run else run.options.failures_path)
         # table -> key JSON -> (index, id) -> what was found there
         self.pending: dict[str, dict[str, dict[tuple[str, str], str]]] = {}
+        # table -> findings the repair left as they were (failed, 409, not verified, no key)
+        self.unresolved: Counter[str] = Counter()
+        self.written: set[str] = set()  # indices a write went to (recounted afterwards)
 
     def add(self, finding: Finding) -> None:
         table = self.pending.setdefault(finding.table, {})
@@ -94,6 +98,7 @@ class Repairer:
         for text in [t for t in targets if t not in keys]:
             # Never act on a key that cannot be read back: "not found" would delete it.
             log.warning("%s: cannot repair %s: not a key of this table", table.name, text)
+            self.unresolved[table.name] += 1
             del targets[text]
         fresh = {
             text: (item, started)
@@ -101,7 +106,8 @@ class Repairer:
                 self.run.ddb, table, list(keys.values()), consistent=True, phase="repair"
             )
         }
-        overlap = self.run.settings.version_overlap_ms
+        # A consistent read: a short margin, not the scan pages' long overlap (SPEC section 1).
+        margin = self.run.settings.repair_margin
         wanted: dict[str, tuple[Document | None, str, int]] = {}
         pairs: set[tuple[str, str]] = set()
         for text, places in targets.items():
@@ -112,7 +118,7 @@ class Repairer:
                     doc = to_document(item, table.shape)
                 except TransformError as exc:
                     gone_reason = exc.reason
-            wanted[text] = (doc, gone_reason, scan_version(started, overlap))
+            wanted[text] = (doc, gone_reason, repair_version(started, margin))
             pairs |= set(places)
             if doc is not None:
                 pairs.add((doc.index, doc.id))
@@ -185,16 +191,20 @@ class Repairer:
 
     def _count(self, step: RepairStep) -> None:
         r = self.result
+        if step.outcome in ("indexed", "deleted"):
+            self.written.add(step.index)
         if step.outcome == "indexed":
             r.indexed += 1
         elif step.outcome == "deleted":
             r.deleted += 1
         elif step.outcome == "newer_write_in_flight":
             r.newer_write_in_flight += 1
+            self.unresolved[step.table] += 1
         elif step.outcome == "already_gone":
             r.already_gone += 1
         else:
             r.failed += 1
+            self.unresolved[step.table] += 1
 
     def verify(self, table: DriftTable, steps: list[RepairStep]) -> None:
         """Read back what was written: the document now as planned, or gone."""
@@ -211,4 +221,5 @@ class Repairer:
                 self.result.verified += 1
             else:
                 self.result.not_verified += 1
+                self.unresolved[step.table] += 1
                 log.warning("%s: not as planned when read back", step.describe())

@@ -115,6 +115,15 @@ class IndexReport:
     shared_with: list[str] = field(default_factory=list)  # other tables of the run feeding it
     maybe_shared_with: list[str] = field(default_factory=list)  # configured, not checked
     expected_count: int | None = None  # table_count summed over the tables sharing the index
+    # Documents with the key attributes of the run's tables that feed the index (None: not
+    # asked); the count comparison uses it, so documents of other key shapes do not count.
+    own_count: int | None = None
+    claimed_elsewhere: int = 0  # documents found to be configured tables' outside the run
+    comparable: bool = True  # False: other tables of the config feed it too; see not_comparable
+    not_comparable: str = ""
+    not_comparable_tables: list[str] = field(default_factory=list)  # outside the run
+    own_count_after_repair: int | None = None  # recounted after a repair wrote to the index
+    discovered: bool = False  # no item maps here now, but the index holds the table's documents
     sampled: int = 0  # sampled items that belong to this index
     missing: int = 0
     different: int = 0
@@ -125,11 +134,32 @@ class IndexReport:
     examples: list[Finding] = field(default_factory=list)
 
     @property
+    def documents(self) -> int | None:
+        """The documents the count comparison counts: the run's key shapes, else all."""
+        return self.index_count if self.own_count is None else self.own_count
+
+    @property
+    def other_key_documents(self) -> int:
+        """Documents without the key attributes of any table of the run that feeds the index."""
+        if self.own_count is None or self.index_count is None:
+            return 0
+        return self.index_count - self.own_count
+
+    @property
     def difference(self) -> int | None:
+        return self._difference(self.documents)
+
+    @property
+    def difference_after_repair(self) -> int | None:
+        if self.own_count_after_repair is None:
+            return self.difference
+        return self._difference(self.own_count_after_repair)
+
+    def _difference(self, documents: int | None) -> int | None:
         expected = self.table_count if self.expected_count is None else self.expected_count
-        if expected is None or self.index_count is None:
+        if expected is None or documents is None or not self.comparable:
             return None
-        return self.index_count - expected
+        return documents - expected
 
     def wants_example(self, kind: str, limit: int) -> bool:
         """A few examples of each kind of finding (`limit` per kind)."""
@@ -145,7 +175,14 @@ class IndexReport:
             "exists": self.exists,
             "table_count": self.table_count,
             "index_count": self.index_count,
+            "documents": self.documents,
             "difference": self.difference,
+            "comparable": self.comparable,
+            "not_comparable": self.not_comparable,
+            "other_key_documents": self.other_key_documents,
+            "claimed_elsewhere": self.claimed_elsewhere,
+            "discovered": self.discovered,
+            "documents_after_repair": self.own_count_after_repair,
             "shared_with": self.shared_with,
             "maybe_shared_with": self.maybe_shared_with,
             "sampled": self.sampled,
@@ -182,6 +219,8 @@ class TableReport:
     indices: dict[str, IndexReport] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # why the table counts as drifted
+    # After a repair: the drift that remains (None: no repair wrote anything).
+    remaining: list[str] | None = None
     sample_keys: list[str] = field(default_factory=list, repr=False)  # key JSON, rank order
 
     @property
@@ -237,7 +276,14 @@ class TableReport:
             "notes": self.notes,
             "drifted": self.drifted,
             "reasons": self.reasons,
+            "drift_remains": self.drift_remains,
+            "remaining": self.reasons if self.remaining is None else self.remaining,
         }
+
+    @property
+    def drift_remains(self) -> bool:
+        """Drift found and not repaired (and verified) by this run."""
+        return self.drifted if self.remaining is None else bool(self.remaining)
 
 
 def _plural(kind: str) -> str:
@@ -341,13 +387,20 @@ class DriftReport:
         return any(t.drifted for t in self.tables)
 
     @property
+    def drift_remains(self) -> bool:
+        """Drift that this run did not repair and verify: exit 3 (a repair that fixed and read
+        back everything it found exits 0)."""
+        return any(t.drift_remains for t in self.tables)
+
+    @property
     def exit_status(self) -> ExitStatus:
-        return ExitStatus.DIFFERS if self.drifted else ExitStatus.OK
+        return ExitStatus.DIFFERS if self.drift_remains else ExitStatus.OK
 
     def as_dict(self) -> dict[str, Any]:
         o = self.options
         return {
             "drifted": self.drifted,
+            "drift_remains": self.drift_remains,
             "seed": self.seed,
             "options": {
                 "counts": o.counts,

@@ -56,6 +56,7 @@ from ddb2es_cli.transform import (
     TableShape,
     TransformError,
     key_json,
+    repair_version,
     scan_version,
     to_document,
 )
@@ -337,7 +338,7 @@ class _Run:
             except TransformError as exc:
                 out.append(Refreshed(None, read_ms, f"{exc.reason}: {exc.detail}"))
                 continue
-            version = scan_version(read_ms, self.settings.version_overlap_ms)
+            version = repair_version(read_ms, self.settings.repair_margin)
             out.append(Refreshed(index_action(doc, version), read_ms))
         return out
 

@@ -20,7 +20,7 @@ from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.sink import BulkOptions, BulkWriter, Failure, failure_line, index_action
 from ddb2es_cli.source import Key, TableInfo, describe_table, get_items_consistently
-from ddb2es_cli.transform import TransformError, canonical_number, scan_version, to_document
+from ddb2es_cli.transform import TransformError, canonical_number, repair_version, to_document
 
 
 @dataclass
@@ -142,7 +142,7 @@ def _actions(
         except TransformError as exc:
             summary.still_failing.append(_again(failure, f"{exc.reason}: {exc.detail}"))
             continue
-        yield index_action(doc, scan_version(read_ms, settings.version_overlap_ms)), failure
+        yield index_action(doc, repair_version(read_ms, settings.repair_margin)), failure
 
 
 def _again(failure: Failure, reason: str) -> Failure:

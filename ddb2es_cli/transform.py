@@ -27,6 +27,10 @@ MAX_ID_BYTES = 512
 KEY_FIELD = "_ddb2es_key"
 SHA_ID_PREFIX = "sha256:"
 DEFAULT_OVERLAP_MS = 300_000
+# Repairs read the item with a consistent GetItem, so their margin only covers clock skew on AWS
+# (stream times are rounded down to the second) or DynamoDB Local's minute-rounded stream times.
+DEFAULT_REPAIR_MARGIN_MS = 5_000
+LOCAL_REPAIR_MARGIN_MS = 60_000
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _is_json_number = _JSON_NUMBER.match
@@ -276,6 +280,12 @@ def key_from_id(doc_id: str, source: Mapping[str, Any] | None = None) -> dict[st
 def scan_version(read_started_ms: int, overlap_ms: int = DEFAULT_OVERLAP_MS) -> int:
     """Version for a write that comes from a snapshot read (scan page, GetItem)."""
     return (read_started_ms - overlap_ms) * 1000
+
+
+def repair_version(read_started_ms: int, margin_ms: int = DEFAULT_REPAIR_MARGIN_MS) -> int:
+    """Version for a write from a consistent read: any stream record newer than the read was
+    created after it, so only clock skew and the stream's rounding need a margin (SPEC 1)."""
+    return (read_started_ms - margin_ms) * 1000
 
 
 def stream_version(approximate_creation_seconds: float) -> int:

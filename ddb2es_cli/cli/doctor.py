@@ -43,7 +43,10 @@ def doctor(ctx: click.Context, fix: bool, state_dir: Path, json_output: bool, qu
     def render(console: Console) -> None:
         table = Table("check", "", "detail")
         for check in report.checks:
-            table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+            status = "[green]ok[/]" if check.ok else "[red]FAIL[/]"
+            if check.ok and check.warning:
+                status = "[yellow]warn[/]"
+            table.add_row(check.name, status, check.detail)
         console.print(table)
 
     emit(app, report.as_dict(), render)

@@ -110,9 +110,13 @@ def drift(
 
     Counts per index (exact by default: a key-only scan that consumes read capacity),
     sampled items compared field by field, documents drawn from each index looked up in the
-    table (orphans), or with --full every key of both sides. Exit 0 when clean (within
-    --tolerance), 3 when drift is found, 4 when the repair could not write some documents
-    (see --failures), 1 on error.
+    table (orphans), or with --full every key of both sides. Every index the table feeds is
+    checked, including owned indices that still hold its documents although no item maps to
+    them now (a retired type). The counts of an index that configured tables outside the run
+    also feed are "not comparable" (not drift): name those tables too. Exit 0 when clean
+    (within --tolerance) or when --repair repaired and read back everything it found, 3 when
+    drift is found (and remains), 4 when the repair could not write some documents (see
+    --failures), 1 on error.
 
     \b
     Example:
@@ -172,11 +176,12 @@ def drift(
             table.add_column("foreign")
             for i in t["indices"]:
                 diff = i["difference"]
+                shown = "n/c" if not i["comparable"] else "" if diff is None else f"{diff:+d}"
                 row = [
                     escape(i["index"]) + ("" if i["exists"] else " (none)"),
                     "?" if i["table_count"] is None else str(i["table_count"]),
                     str(i["index_count"]),
-                    "" if diff is None else f"{diff:+d}" if diff else "0",
+                    "0" if shown == "+0" else shown,
                 ]
                 if options.full:
                     f = i["full"] or {}
@@ -197,6 +202,11 @@ def drift(
                 console.print(f"  drift: {reason}", markup=False, style="red")
             if not t["drifted"]:
                 console.print("  [green]clean[/]")
+            elif not t["drift_remains"]:
+                console.print("  [green]repaired and verified[/]")
+            elif t["remaining"] != t["reasons"]:
+                for reason in t["remaining"]:
+                    console.print(f"  remains: {reason}", markup=False, style="red")
         r = data["repair"]
         if r is not None and r["dry_run"]:
             console.print(f"repair plan (dry run): {r['planned']} changes for {r['keys']} keys")
@@ -220,5 +230,5 @@ def drift(
     emit(app, data, render)
     if report.repair and report.repair.failed:
         ctx.exit(ExitStatus.PARTIAL)
-    if report.drifted:
+    if report.drift_remains:
         ctx.exit(ExitStatus.DIFFERS)

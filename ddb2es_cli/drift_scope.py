@@ -1,0 +1,68 @@
+"""Which indices drift looks at besides the ones the items map to now: every index ddb2es owns
+under a table's prefix that still holds documents with the table's key attributes (a retired or
+renamed TYPE leaves its documents behind; no scan of the table can name that index).
+
+Ownership is decided by `is_owned` alone, so that the ownership model (marks, deployments,
+adoption) can be swapped in at one place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from ddb2es_cli.search_json import SearchJson
+from ddb2es_cli.sink import MANAGED_META, REBUILD_SUFFIX
+from ddb2es_cli.transform import invalid_index_reason
+
+# A blue/green generation: X-YYYYmmddtHHMMSSmmmz (reload.py). Without an alias it is a kept or
+# abandoned copy, not a live index: reload owns it, drift does not read it.
+_GENERATION = re.compile(r"-\d{8}t\d{9}z\Z")
+
+
+def is_owned(mapping: Mapping[str, Any]) -> bool:
+    """Whether an index whose `_mappings` is `mapping` is ddb2es's (today: the `_meta` mark).
+
+    The one place drift decides ownership: switch it to the ownership module's check."""
+    meta = mapping.get("_meta") or {}
+    return isinstance(meta, dict) and meta.get("managed_by") == MANAGED_META["managed_by"]
+
+
+def live_indices(search: SearchJson, prefix: str) -> dict[str, str]:
+    """Name (alias or index) -> concrete index, for every owned, visible index under `prefix`.
+
+    A generation is seen under its alias; one with only a rebuild marker, or none, is not live."""
+    pattern = quote(prefix.lower(), safe="") + "*"
+    status, aliases = search.request("GET", f"/{pattern}/_alias", allow=(404,))
+    if status == 404 or not isinstance(aliases, dict):
+        return {}
+    _, mappings = search.request(
+        "GET", f"/{pattern}/_mapping", params={"filter_path": "*.mappings._meta"}, allow=(404,)
+    )
+    mappings = mappings if isinstance(mappings, dict) else {}
+    found: dict[str, str] = {}
+    for index, entry in sorted(aliases.items()):
+        if index.startswith(".") or not is_owned(mappings.get(index, {}).get("mappings", {})):
+            continue
+        names = [
+            a
+            for a in sorted((entry or {}).get("aliases") or {})
+            if a.startswith(prefix.lower()) and not a.endswith(REBUILD_SUFFIX)
+        ]
+        if not names and not _GENERATION.search(index):
+            names = [index]
+        for name in names:
+            if not name.startswith(".") and invalid_index_reason(name) is None:
+                found.setdefault(name, index)
+    return found
+
+
+def documents_with_keys(search: SearchJson, index: str, key_sets: Sequence[Sequence[str]]) -> int:
+    """Documents of `index` that carry every key attribute of at least one of `key_sets`
+    (documents are whole items, so a table's documents always carry its key attributes)."""
+    should = [{"bool": {"filter": [{"exists": {"field": k}} for k in keys]}} for keys in key_sets]
+    body = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
+    status, answer = search.request("POST", f"/{quote(index, safe='')}/_count", body, allow=(404,))
+    return 0 if status == 404 else int(answer["count"])
