@@ -3,7 +3,6 @@ the bottom-k sample."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import json
@@ -15,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from ddb2es_cli.config import TableSettings
-from ddb2es_cli.drift_compare import number_text
 from ddb2es_cli.drift_report import BATCH_GET_KEYS, DriftOptions, TableReport
 from ddb2es_cli.source import Key, TableInfo, describe_table, key_for_request
 from ddb2es_cli.transform import TableShape, invalid_index_reason, key_json
@@ -50,23 +48,7 @@ class DriftTable:
 
     def request_key_of(self, key: Any) -> Key | None:
         """The same for a key already parsed (numbers as Decimal)."""
-        if not isinstance(key, dict) or set(key) != set(self.shape.key_names):
-            return None
-        out: Key = {}
-        for name, value in key.items():
-            kind = self.info.key_types.get(name, "S")
-            if kind == "N" and isinstance(value, Decimal):
-                out[name] = {"N": number_text(value)}
-            elif kind == "S" and isinstance(value, str):
-                out[name] = {"S": value}
-            elif kind == "B" and isinstance(value, str):
-                try:
-                    out[name] = {"B": base64.b64decode(value, validate=True)}
-                except ValueError:
-                    return None
-            else:
-                return None
-        return out
+        return self.info.request_key(key)
 
     def key_text(self, item: Mapping[str, Any]) -> str:
         return key_json(item, self.shape.key_names)

@@ -7,7 +7,6 @@ the item with a fresh version; the file is rewritten with what still fails.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Iterator
@@ -19,8 +18,8 @@ from typing import Any
 from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.sink import BulkOptions, BulkWriter, Failure, failure_line, index_action
-from ddb2es_cli.source import Key, TableInfo, describe_table, get_items_consistently
-from ddb2es_cli.transform import TransformError, canonical_number, repair_version, to_document
+from ddb2es_cli.source import Key, describe_table, get_items_consistently
+from ddb2es_cli.transform import TransformError, repair_version, to_document
 
 
 @dataclass
@@ -67,29 +66,6 @@ def read_failures(path: Path) -> list[Failure]:
     return out
 
 
-def request_key(key: Any, info: TableInfo) -> Key | None:
-    """A document-form key (`{"pk": "a", "sk": 5}`) as DynamoDB wants it; None if it is not one
-    of this table's keys."""
-    names = [info.hash_key] + ([info.range_key] if info.range_key else [])
-    if not isinstance(key, dict) or set(key) != set(names):
-        return None
-    out: Key = {}
-    for name in names:
-        value, kind = key[name], info.key_types.get(name, "S")
-        if kind == "N" and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-            out[name] = {"N": canonical_number(str(value))}
-        elif kind == "S" and isinstance(value, str):
-            out[name] = {"S": value}
-        elif kind == "B" and isinstance(value, str):
-            try:
-                out[name] = {"B": base64.b64decode(value, validate=True)}
-            except ValueError:
-                return None
-        else:
-            return None
-    return out
-
-
 def retry_failures(
     ddb: Any, es: Any, settings: Settings, path: Path, bulk: BulkOptions | None = None
 ) -> RetrySummary:
@@ -127,7 +103,7 @@ def _actions(
     shape = settings.table(table).shape(info.hash_key, info.range_key)
     readable: list[tuple[Failure, Key]] = []
     for failure in group:
-        key = request_key(failure.key, info)
+        key = info.request_key(failure.key)
         if key is None:
             summary.still_failing.append(_again(failure, "not a key of this table"))
         else:

@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ddb2es_cli.errors import Ddb2esError
+from ddb2es_cli.transform import canonical_number
 
 Key = dict[str, dict[str, Any]]
 THROTTLING_CODES = frozenset(
@@ -53,6 +55,28 @@ class TableInfo:
     stream_arn: str | None = None
     # S, N or B per key attribute: keys read back from document ids need them.
     key_types: dict[str, str] = field(default_factory=dict)
+
+    def request_key(self, key: Any) -> Key | None:
+        """A document-form key (`{"pk": "a", "sk": 5}`, numbers as int or Decimal) as DynamoDB
+        wants it; None when it is not a key of this table."""
+        names = {self.hash_key} | ({self.range_key} if self.range_key else set())
+        if not isinstance(key, dict) or set(key) != names:
+            return None
+        out: Key = {}
+        for name, value in key.items():
+            kind = self.key_types.get(name, "S")
+            if kind == "N" and isinstance(value, int | Decimal) and not isinstance(value, bool):
+                out[name] = {"N": canonical_number(str(value))}
+            elif kind == "S" and isinstance(value, str):
+                out[name] = {"S": value}
+            elif kind == "B" and isinstance(value, str):
+                try:
+                    out[name] = {"B": base64.b64decode(value, validate=True)}
+                except ValueError:
+                    return None
+            else:
+                return None
+        return out
 
 
 def describe_table(client: Any, name: str) -> TableInfo:
