@@ -13,6 +13,7 @@ from ddb2es_cli.clients import make_dynamodb_client, make_search_client
 from ddb2es_cli.config import Settings, redact
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
+from ddb2es_cli.stream import view_refusal
 from ddb2es_cli.template import check_template, endpoint, template_spec
 
 
@@ -61,12 +62,15 @@ def _dynamodb_checks(settings: Settings) -> list[Check]:
             checks.append(Check(f"table {table.name}", False, _one_line(exc)))
             continue
         keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in desc["KeySchema"])
-        stream = desc.get("StreamSpecification", {}).get("StreamViewType", "no stream")
+        view = desc.get("StreamSpecification", {}).get("StreamViewType")
+        detail = f"keys {keys}; ~{desc.get('ItemCount', '?')} items; stream {view or 'no stream'}"
+        # Only NEW_AND_OLD_IMAGES can route deletes (the stream handler refuses other views).
+        refusal = view_refusal(view) if view else None
         checks.append(
             Check(
                 f"table {table.name}",
-                True,
-                f"keys {keys}; ~{desc.get('ItemCount', '?')} items; stream {stream}",
+                refusal is None,
+                f"{detail}: {refusal}" if refusal else detail,
             )
         )
     return checks
