@@ -14,6 +14,7 @@ from ddb2es_cli.config import Settings, TableSettings, redact
 from ddb2es_cli.drift_tables import key_collisions
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
+from ddb2es_cli.stream import view_refusal
 from ddb2es_cli.template import check_template, endpoint, template_spec
 
 
@@ -69,12 +70,15 @@ def _dynamodb_checks(settings: Settings) -> list[Check]:
             continue
         keys_of.append((table, [k["AttributeName"] for k in desc["KeySchema"]]))
         keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in desc["KeySchema"])
-        stream = desc.get("StreamSpecification", {}).get("StreamViewType", "no stream")
+        view = desc.get("StreamSpecification", {}).get("StreamViewType")
+        detail = f"keys {keys}; ~{desc.get('ItemCount', '?')} items; stream {view or 'no stream'}"
+        # Only NEW_AND_OLD_IMAGES can route deletes (the stream handler refuses other views).
+        refusal = view_refusal(view) if view else None
         checks.append(
             Check(
                 f"table {table.name}",
-                True,
-                f"keys {keys}; ~{desc.get('ItemCount', '?')} items; stream {stream}",
+                refusal is None,
+                f"{detail}: {refusal}" if refusal else detail,
             )
         )
     for collision in key_collisions(keys_of):

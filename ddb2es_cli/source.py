@@ -53,6 +53,7 @@ class TableInfo:
     item_count: int
     size_bytes: int
     stream_arn: str | None = None
+    stream_view: str | None = None  # StreamViewType of the stream, when one is enabled
     # S, N or B per key attribute: keys read back from document ids need them.
     key_types: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ def describe_table(client: Any, name: str) -> TableInfo:
         item_count=int(table.get("ItemCount", 0)),
         size_bytes=int(table.get("TableSizeBytes", 0)),
         stream_arn=table.get("LatestStreamArn"),
+        stream_view=table.get("StreamSpecification", {}).get("StreamViewType"),
         key_types={a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]},
     )
 

@@ -3,8 +3,11 @@
 One bulk request per invocation (split only by size), the last operation per (index, id) of the
 batch, every write versioned by the record's `ApproximateCreationDateTime` (SPEC section 1), so a
 redelivered or reordered batch can never overwrite newer data, and a 409 means "already newer".
-Failures are reported as `batchItemFailures` naming the first record whose effect was not
-applied, so only that tail is retried.
+
+Failures are permanent (the engine or the transform refused the document: reported and passed
+over) or retryable (429/502/503/504, lost connections, timeouts: reported as `batchItemFailures`
+naming the first record whose effect was not applied, so only that tail is retried). Streams must
+carry NEW_AND_OLD_IMAGES: the old image is the only safe way to route a delete.
 
 Imports nothing the Lambda runtime does not need (no click, rich or tqdm).
 """
@@ -15,6 +18,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +34,7 @@ from ddb2es_cli.transform import (
     key_json,
     stream_version,
     to_document,
+    type_of,
 )
 
 log = logging.getLogger("ddb2es.stream")
@@ -79,25 +84,117 @@ class StreamConfig:
         )
 
 
+NEW_AND_OLD_IMAGES = "NEW_AND_OLD_IMAGES"
+# Overload and gateway answers: the document was not refused, the cluster was busy or away.
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+CONFLICT_STATUS = 409
+FAILURE_DESTINATION_ENV = "DDB2ES_FAILURE_DESTINATION"
+
+
+def is_retryable_status(status: int | None) -> bool:
+    """429/502/503/504 are retried until they succeed; 409 is a conflict; the rest is permanent.
+
+    Exceptions raised by the client (connection lost, timeout) are retryable too: the callers
+    treat every document without an answer as not applied.
+    """
+    return status in RETRYABLE_STATUSES
+
+
+def view_refusal(view: str | None, table: str = "") -> str | None:
+    """Why a stream of this view type cannot be followed, or None for NEW_AND_OLD_IMAGES.
+
+    The old image names the index a delete or a TYPE change must remove the document from;
+    without it the only way would be to search every index by id, and ids are unique per table
+    only, so that would delete other tables' documents.
+    """
+    if view == NEW_AND_OLD_IMAGES:
+        return None
+    where = f"table {table!r}: " if table else ""
+    return (
+        f"{where}stream view type {view or 'unknown'} is not supported: ddb2es needs "
+        f"{NEW_AND_OLD_IMAGES} (old images route deletes and TYPE changes); enable the stream "
+        "with that view, then run `ddb2es reindex`"
+    )
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """A record whose effect was not applied: key, index and reason, never the document."""
+
+    position: int
+    sequence: str
+    event: str
+    table: str | None
+    keys: Any
+    index: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "sequence": self.sequence,
+            "event": self.event,
+            "keys": self.keys,
+            "index": self.index,
+            "reason": self.reason,
+        }
+
+
 @dataclass
 class StreamResult:
-    """What one batch did. `first_failed` is the position of the first record to retry."""
+    """What one batch did.
+
+    `failed` holds permanent failures (the engine or the transform refused the document): they
+    are reported once and passed over. `retryable` holds records not applied for a reason a retry
+    can fix; `first_failed` is the position of the first of them (or of the first refused record),
+    from where the batch must be tried again.
+    """
 
     records: int = 0
     indexed: int = 0
     deleted: int = 0
     conflicts: int = 0
-    skipped: int = 0
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # REMOVE of an item that was never indexed (its TYPE was invalid)
+    failed: list[RecordFailure] = field(default_factory=list)
+    retryable: list[RecordFailure] = field(default_factory=list)
     first_failed: int | None = None
+    refused: str | None = None  # the stream's view type cannot be followed
 
-    def fail(self, position: int, record: Mapping[str, Any], reason: str) -> None:
-        keys = record.get("dynamodb", {}).get("Keys", {})
-        self.failed.append(
-            {"sequence": _sequence(record), "keys": _safe_keys(keys), "reason": reason}
-        )
+    def fail(
+        self, position: int, record: Mapping[str, Any], reason: str, index: str | None = None
+    ) -> None:
+        """A permanent failure: reported, then passed over (never retried)."""
+        self.failed.append(_failure(position, record, reason, index))
+
+    def retry(
+        self, position: int, record: Mapping[str, Any], reason: str, index: str | None = None
+    ) -> None:
+        """Not applied this time: the batch is retried from the first such record."""
+        self.retryable.append(_failure(position, record, reason, index))
+        self._first(position)
+
+    def refuse(self, position: int, reason: str) -> None:
+        self.refused = reason
+        self._first(position)
+
+    def _first(self, position: int) -> None:
         if self.first_failed is None or position < self.first_failed:
             self.first_failed = position
+
+
+def _failure(
+    position: int, record: Mapping[str, Any], reason: str, index: str | None
+) -> RecordFailure:
+    keys = record.get("dynamodb", {}).get("Keys", {})
+    return RecordFailure(
+        position=position,
+        sequence=_sequence(record),
+        event=str(record.get("eventName", "")),
+        table=table_of(record),
+        keys=_safe_keys(keys),
+        index=index,
+        reason=reason,
+    )
 
 
 @dataclass
@@ -111,94 +208,127 @@ _LOGGED_ONCE: set[str] = set()
 
 
 def _warn_once(what: str, message: str) -> None:
-    """A view-type limitation is logged once per process, not once per record."""
+    """Logged once per process (per cold start of the Lambda), not once per batch."""
     if what not in _LOGGED_ONCE:
         _LOGGED_ONCE.add(what)
-        log.warning(message)
+        log.error(message)
 
 
 def plan_batch(
-    records: Sequence[Mapping[str, Any]],
-    config: StreamConfig,
-    result: StreamResult,
-    fetch_item: Any = None,
-    locate: Any = None,
+    records: Sequence[Mapping[str, Any]], config: StreamConfig, result: StreamResult
 ) -> list[_Op]:
     """Records -> the last operation per (index, id), in record order.
 
-    `fetch_item(record) -> item | None` reads the current item (KEYS_ONLY streams);
-    `locate(doc_id, shape) -> [index, ...]` finds where a document lives when no OldImage says.
+    Planning stops at the first record the stream's view type cannot route: it and every later
+    record are reported as not applied (`result.refused`).
     """
     last: dict[tuple[str, str], _Op] = {}
     for position, record in enumerate(records):
+        refusal = _record_refusal(record)
+        if refusal is not None:
+            result.refuse(position, refusal)
+            break
         result.records += 1
         try:
-            for index, doc_id, action in _operations(record, config, fetch_item, locate):
-                last[(index, doc_id)] = _Op(position, action)
-        except TransformError as exc:
+            ops, failure = _operations(record, config)
+        except TransformError as exc:  # no usable key, unknown event: nothing can be done
             result.fail(position, record, f"{exc.reason}: {exc.detail}")
+            continue
+        for index, doc_id, action in ops:
+            last[(index, doc_id)] = _Op(position, action)
+        if failure is not None:
+            result.fail(position, record, f"{failure.reason}: {failure.detail}", failure.index)
+        elif not ops:
+            result.skipped += 1
     return sorted(last.values(), key=lambda op: op.position)
 
 
+def _record_refusal(record: Mapping[str, Any]) -> str | None:
+    """A record without the images NEW_AND_OLD_IMAGES guarantees cannot be applied safely."""
+    data = record.get("dynamodb", {})
+    view = data.get("StreamViewType")
+    if view is not None and view != NEW_AND_OLD_IMAGES:
+        return view_refusal(view, table_of(record) or "")
+    event = record.get("eventName")
+    missing = (event in ("INSERT", "MODIFY") and "NewImage" not in data) or (
+        event in ("MODIFY", "REMOVE") and "OldImage" not in data
+    )
+    return view_refusal(view, table_of(record) or "") if missing else None
+
+
+@dataclass(frozen=True)
+class _IndexFailure:
+    reason: str
+    detail: str
+    index: str | None
+
+
+Operation = tuple[str, str, tuple[dict[str, Any], str | None]]
+
+
 def _operations(
-    record: Mapping[str, Any], config: StreamConfig, fetch_item: Any, locate: Any
-) -> list[tuple[str, str, tuple[dict[str, Any], str | None]]]:
+    record: Mapping[str, Any], config: StreamConfig
+) -> tuple[list[Operation], _IndexFailure | None]:
+    """The writes one record implies, and the permanent failure that goes with it, if any.
+
+    An invalid TYPE affects only its own side: a MODIFY from an invalid TYPE indexes the new
+    item (nothing was indexed before), a MODIFY to an invalid TYPE still deletes the old document
+    (and fails), a REMOVE of an item whose TYPE was invalid has nothing to delete.
+    """
     data = record["dynamodb"]
     keys = data["Keys"]
     shape = config.shape(keys)
     version = stream_version(_creation_seconds(data["ApproximateCreationDateTime"]))
     doc_id = document_id(key_json(keys, shape.key_names))
     event = record["eventName"]
+    if event not in ("INSERT", "MODIFY", "REMOVE"):
+        raise TransformError("unknown_event", f"eventName {event!r}")
     old = data.get("OldImage")
     new = data.get("NewImage")
-    ops: list[tuple[str, str, tuple[dict[str, Any], str | None]]] = []
-    if event in ("INSERT", "MODIFY"):
-        if new is None:
-            _warn_once(
-                "no-new-image",
-                "stream records carry no NewImage (KEYS_ONLY or "
-                "OLD_IMAGE view): each item is read with GetItem instead",
-            )
-            new = fetch_item(record) if fetch_item else None
-            if new is None:  # gone again by now: a later REMOVE record follows
-                return ops
-        doc = to_document(new, shape)
-        ops.append((doc.index, doc.id, index_action(doc, version)))
-        if old is not None:
-            old_index = index_name(old, shape)
-            if old_index != doc.index:  # the type changed: the old document must go
-                ops.append((old_index, doc_id, delete_action(old_index, doc_id, version)))
-        return ops
-    if event == "REMOVE":
-        if old is not None:
-            indices = [index_name(old, shape)]
+    ops: list[Operation] = []
+    failure: _IndexFailure | None = None
+    new_index: str | None = None
+    if new is not None:
+        try:
+            doc = to_document(new, shape)
+        except TransformError as exc:
+            failure = _IndexFailure(exc.reason, exc.detail, _raw_index(new, shape))
         else:
-            _warn_once(
-                "no-old-image",
-                "REMOVE records carry no OldImage (KEYS_ONLY or "
-                "NEW_IMAGE view): deletes look the document up in every index "
-                "of the prefix",
-            )
-            indices = locate(doc_id, shape) if locate else []
-        ops.extend((i, doc_id, delete_action(i, doc_id, version)) for i in indices)
-        return ops
-    raise TransformError("unknown_event", f"eventName {event!r}")
+            new_index = doc.index
+            ops.append((doc.index, doc.id, index_action(doc, version)))
+    if old is not None:
+        try:
+            old_index = index_name(old, shape)
+        except TransformError:
+            old_index = None  # never indexed: nothing to delete
+        if old_index is not None and old_index != new_index:
+            ops.append((old_index, doc_id, delete_action(old_index, doc_id, version)))
+    return ops, failure
+
+
+def _raw_index(item: Mapping[str, Any], shape: TableShape) -> str | None:
+    """The index name an item asks for, valid or not (for failure reports)."""
+    return (shape.index_prefix + type_of(item, shape)).lower()
 
 
 def apply_batch(
-    es: Any,
-    records: Sequence[Mapping[str, Any]],
-    config: StreamConfig,
-    fetch_item: Any = None,
+    es: Any, records: Sequence[Mapping[str, Any]], config: StreamConfig
 ) -> StreamResult:
-    """Apply one batch of stream records with one bulk request (more only past the size cap)."""
+    """Apply one batch of stream records with one bulk request (more only past the size cap).
+
+    Never raises for the cluster's sake: a document the engine refused is a permanent failure,
+    an overload answer or a client exception (lost connection, timeout) leaves the documents it
+    concerns as retryable.
+    """
     result = StreamResult()
-
-    def locate(doc_id: str, shape: TableShape) -> list[str]:
-        return locate_document(es, doc_id, shape.index_prefix)
-
-    ops = plan_batch(records, config, result, fetch_item, locate)
-    ops += _rebuild_copies(es, ops, config.index_prefix)
+    ops = plan_batch(records, config, result)
+    try:
+        ops += _rebuild_copies(es, ops, config.index_prefix)
+    except Exception as exc:  # the marker lookup failed: nothing was written yet
+        reason = f"alias lookup failed: {_exception_text(exc)}"
+        for op in ops:
+            result.retry(op.position, records[op.position], reason)
+        return result
     writer = BulkWriter(
         es,
         BulkOptions(
@@ -209,31 +339,72 @@ def apply_batch(
             retry_for=5.0,  # then the record is reported and retried as a whole
         ),
     )
-    for outcome in writer.write((op.action, op) for op in ops):
-        op = outcome.tag
-        is_delete = "delete" in op.action[0]
-        if op.rebuild_copy and outcome.status == 404 and not is_delete:
-            # The generation is gone (a failed reload cleaned up): nothing to keep current.
-            continue
-        if outcome.status == 409:
-            result.conflicts += 1
-        elif is_delete and outcome.status == 404:
-            result.deleted += 1  # already gone: the external version still rules
-        elif outcome.error is None:
-            if is_delete:
-                result.deleted += 1
-            else:
-                result.indexed += 1
+    answered: set[int] = set()
+    try:
+        for outcome in writer.write((op.action, n) for n, op in enumerate(ops)):
+            if not isinstance(outcome.tag, int):
+                continue  # an answer we cannot match: its op counts as unanswered below
+            answered.add(outcome.tag)
+            _record_outcome(result, records, ops[outcome.tag], outcome)
+    except Exception as exc:  # raised by the client: connection lost, timeout, request refused
+        reason = f"bulk request failed: {_exception_text(exc)}"
+    else:
+        reason = "no answer from the cluster for this document"
+    for n, op in enumerate(ops):
+        if n not in answered:
+            result.retry(op.position, records[op.position], reason, _op_index(op))
+    return result
+
+
+def _record_outcome(
+    result: StreamResult, records: Sequence[Mapping[str, Any]], op: _Op, outcome: Any
+) -> None:
+    is_delete = "delete" in op.action[0]
+    status = outcome.status
+    if op.rebuild_copy and status == 404 and not is_delete:
+        # The generation is gone (a failed reload cleaned up): nothing to keep current.
+        return
+    if status == CONFLICT_STATUS:
+        result.conflicts += 1
+    elif is_delete and status == 404:
+        result.deleted += 1  # already gone: the external version still rules
+    elif outcome.error is None:
+        if is_delete:
+            result.deleted += 1
         else:
-            result.fail(op.position, records[op.position], f"{outcome.status} {outcome.error}")
+            result.indexed += 1
+    elif is_retryable_status(status):
+        result.retry(op.position, records[op.position], f"{status} {outcome.error}", outcome.index)
+    else:
+        result.fail(op.position, records[op.position], f"{status} {outcome.error}", outcome.index)
+
+
+def _op_index(op: _Op) -> str:
+    return str(next(iter(op.action[0].values()))["_index"])
+
+
+def _exception_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def log_result(result: StreamResult) -> None:
+    """Permanent failures one line each (key, index, reason; never the document)."""
     for failure in result.failed:
         log.error(
-            "record %s (keys %s) failed: %s",
-            failure["sequence"],
-            json.dumps(failure["keys"], default=str),
-            failure["reason"],
+            "record %s (%s, keys %s, index %s) failed permanently: %s",
+            failure.sequence,
+            failure.event,
+            json.dumps(failure.keys, default=str),
+            failure.index,
+            failure.reason,
         )
-    return result
+    if result.retryable:
+        log.warning(
+            "%d records not applied, to be retried: %s",
+            len({f.position for f in result.retryable}),
+            result.retryable[0].reason,
+        )
 
 
 # While `reload --strategy blue-green` loads a new generation of index X, the alias
@@ -244,6 +415,12 @@ def apply_batch(
 # an index of that name. Looked up at most every REBUILD_CHECK_SECONDS; reload waits longer
 # than that before it starts to scan.
 REBUILD_CHECK_SECONDS = 5.0
+# A role allowed only to write gets 403 on GET _alias: the sync goes on, loudly, without copies.
+MARKER_FORBIDDEN = (
+    "GET _alias answered 403: this role may not read aliases, so writes are NOT copied to a "
+    "generation that `ddb2es reload --strategy blue-green` is loading (its swap would serve "
+    "stale data); grant alias reads (see docs/deploy.md, permissions)"
+)
 _rebuilds: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
 
 
@@ -257,7 +434,9 @@ def rebuilding_indices(es: Any, prefix: str) -> dict[str, str]:
     try:
         found = es.indices.get_alias(name=f"{prefix}*{REBUILD_SUFFIX}")
     except Exception as exc:  # 404: no rebuild runs
-        if _status(exc) != 404:
+        if _status(exc) == 403:
+            _warn_once("marker-403", MARKER_FORBIDDEN)
+        elif _status(exc) != 404:
             raise
         found = {}
     targets = {
@@ -292,14 +471,6 @@ def _status(exc: Exception) -> int | None:
     return status if isinstance(status, int) else None
 
 
-def locate_document(es: Any, doc_id: str, prefix: str) -> list[str]:
-    """The indices under the prefix that hold `doc_id` (deletes without an OldImage)."""
-    pattern = f"{prefix}*,-.*" if prefix else "*,-.*"
-    body = {"query": {"ids": {"values": [doc_id]}}, "_source": False, "size": 100}
-    found = es.search(index=pattern, body=body, expand_wildcards="open")
-    return sorted({hit["_index"] for hit in found["hits"]["hits"]})
-
-
 def batch_item_failures(
     records: Sequence[Mapping[str, Any]], result: StreamResult
 ) -> dict[str, list[dict[str, str]]]:
@@ -314,6 +485,14 @@ def _creation_seconds(value: Any) -> float:
     if isinstance(value, datetime):
         return value.timestamp()
     return float(value)
+
+
+def table_of(record: Mapping[str, Any]) -> str | None:
+    """The table name in the record's event source ARN (`...:table/NAME/stream/...`)."""
+    arn = str(record.get("eventSourceARN", ""))
+    if ":table/" not in arn:
+        return None
+    return arn.split(":table/", 1)[1].split("/stream/", 1)[0]
 
 
 def _sequence(record: Mapping[str, Any]) -> str:
@@ -364,11 +543,59 @@ def config_from_env(env: Mapping[str, str]) -> tuple[SearchSettings, StreamConfi
     return search, config
 
 
+def send_failures(failures: Sequence[RecordFailure], destination: str, client: Any) -> None:
+    """Permanent failures to an SQS queue (its URL) or to S3 (`s3://bucket/prefix`).
+
+    One SQS message per failure (batches of 10), or one NDJSON object per batch in S3. Keys,
+    index and reason only: document bodies never leave the handler.
+    """
+    lines = [json.dumps(f.as_dict(), default=str, ensure_ascii=False) for f in failures]
+    if not lines:
+        return
+    if destination.startswith("s3://"):
+        bucket, _, prefix = destination[len("s3://") :].partition("/")
+        stamp = time.strftime("%Y/%m/%d/%H%M%S", time.gmtime())
+        key = f"{prefix.rstrip('/') + '/' if prefix else ''}{stamp}-{uuid.uuid4().hex}.ndjson"
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=("\n".join(lines) + "\n").encode("utf-8"),
+            ContentType="application/x-ndjson",
+        )
+        return
+    for start in range(0, len(lines), 10):
+        entries = [
+            {"Id": str(n), "MessageBody": line} for n, line in enumerate(lines[start : start + 10])
+        ]
+        answer = client.send_message_batch(QueueUrl=destination, Entries=entries)
+        if answer.get("Failed"):
+            raise RuntimeError(f"SQS refused {len(answer['Failed'])} failure messages")
+
+
+def destination_client(destination: str) -> Any:
+    """The boto3 client a failure destination needs (SQS for a queue URL, S3 for s3://)."""
+    import boto3
+
+    if destination.startswith("s3://"):
+        return boto3.client("s3")
+    if destination.startswith("https://") or destination.startswith("http://"):
+        return boto3.client("sqs")
+    raise ValueError(
+        f"{FAILURE_DESTINATION_ENV} must be an SQS queue URL or s3://bucket/prefix, "
+        f"not {destination!r}"
+    )
+
+
 _CLIENT: Any = None  # kept across invocations of a warm function
 
 
 def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """Entry point of the deployed function (event source mapping with ReportBatchItemFailures)."""
+    """Entry point of the deployed function (event source mapping with ReportBatchItemFailures).
+
+    Permanent failures are logged and sent to the failure destination, then passed over; only
+    records that a retry can apply (overload, lost connection, a refused view type) are reported
+    in `batchItemFailures`.
+    """
     global _CLIENT
     search, config = config_from_env(os.environ)
     if _CLIENT is None:
@@ -376,25 +603,34 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
 
         _CLIENT, _engine = make_search_client(search, os.environ.get("AWS_REGION"), timeout=30)
     records = list(event.get("Records", []))
-    result = apply_batch(_CLIENT, records, config, fetch_item=_lambda_fetch_item)
+    result = apply_batch(_CLIENT, records, config)
+    if result.refused is not None and result.first_failed is not None:
+        log.error(
+            "%s (%d records reported as failed)", result.refused, len(records) - result.first_failed
+        )
+    log_result(result)
+    destination = os.environ.get(FAILURE_DESTINATION_ENV, "").strip()
+    if result.failed and destination:
+        try:
+            send_failures(result.failed, destination, destination_client(destination))
+        except Exception as exc:  # not recorded anywhere durable: let Lambda retry the batch
+            log.error(
+                "could not send %d permanent failures to %s (%s): the batch will be retried",
+                len(result.failed),
+                destination,
+                _exception_text(exc),
+            )
+            for failure in result.failed:
+                result.retry(failure.position, records[failure.position], failure.reason)
     log.info(
-        "batch of %d records: %d indexed, %d deleted, %d conflicts, %d failed",
+        "batch of %d records: %d indexed, %d deleted, %d conflicts, %d skipped, "
+        "%d failed permanently, %d to retry",
         result.records,
         result.indexed,
         result.deleted,
         result.conflicts,
+        result.skipped,
         len(result.failed),
+        len(result.retryable),
     )
     return batch_item_failures(records, result)
-
-
-def _lambda_fetch_item(record: Mapping[str, Any]) -> Any:
-    """GetItem for KEYS_ONLY streams; the table name is in the event source ARN."""
-    import boto3
-
-    from ddb2es_cli.source import key_for_request
-
-    table = str(record["eventSourceARN"]).split(":table/")[1].split("/stream/")[0]
-    key = key_for_request(record["dynamodb"]["Keys"])  # event binary is base64 text
-    response = boto3.client("dynamodb").get_item(TableName=table, Key=key, ConsistentRead=True)
-    return response.get("Item")

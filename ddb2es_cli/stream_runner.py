@@ -2,8 +2,15 @@
 
 Every shard is read (parents before children, as DynamoDB requires for order), its sequence
 number checkpointed after each applied batch, expired iterators renewed from the checkpoint.
-Records that keep failing are written to the failures file after a few attempts and passed over,
-so one poison record cannot stop the sync; the run then ends with exit code 4.
+
+Failures (SPEC section 1): a record the engine refused (mapping conflict, invalid index name) is
+written to the failures file and passed over, so one poison record cannot stop the sync (the run
+then ends with exit code 4). A record that was not applied for a reason a retry can fix (429,
+502, 503, 504, lost connection, timeout) is retried with capped exponential backoff and jitter
+until it applies or the run is interrupted; the checkpoint never passes it.
+
+A checkpoint older than the stream keeps (24 h) means lost updates: the run stops and asks for a
+reindex, unless `--from trim-horizon` was given explicitly.
 """
 
 from __future__ import annotations
@@ -24,24 +31,37 @@ from botocore.exceptions import ClientError
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
 from ddb2es_cli.config import Settings, TableSettings
-from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.sink import Failure, FailureLog
-from ddb2es_cli.source import describe_table, key_for_request
-from ddb2es_cli.stream import StreamConfig, apply_batch
+from ddb2es_cli.source import describe_table
+from ddb2es_cli.stream import RecordFailure, StreamConfig, apply_batch, view_refusal
 
 log = logging.getLogger("ddb2es.stream")
 
 
+class CheckpointTrimmed(Ddb2esError):
+    """The checkpoint is older than the stream's retention: updates were lost (exit 1)."""
+
+
+# An open shard counts as caught up after this many empty pages in a row (unless a record written
+# after the run started was read first). Real DynamoDB Streams answer empty pages in the middle
+# of a shard, so two are not enough.
+CAUGHT_UP_EMPTY_PAGES = 10
+
+
 @dataclass
 class StreamOptions:
-    start: str = "trim-horizon"  # trim-horizon | latest | an ISO 8601 time
+    # trim-horizon | latest | an ISO 8601 time; None: trim-horizon by default, which (unlike an
+    # explicit trim-horizon) refuses to go on from a trimmed checkpoint.
+    start: str | None = None
     until_caught_up: bool = False
     state_path: Path | None = None
     failures_path: Path | None = Path("ddb2es-stream-failures.ndjson")
     batch_size: int = 1000
     poll_interval: float = 1.0
-    max_attempts: int = 5
-    backoff: float = 0.5
+    caught_up_empty_pages: int = CAUGHT_UP_EMPTY_PAGES
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
 
 
 @dataclass
@@ -79,6 +99,7 @@ class _Shard:
     closed: bool
     iterator: str | None = None
     empty_polls: int = 0
+    reached_start: bool = False  # a record written after the run started was read
 
 
 @dataclass
@@ -110,8 +131,8 @@ def state_path_for(tables: list[TableSettings], state_dir: Path = DEFAULT_STATE_
     return state_dir / f"stream-{hashlib.sha256(names.encode()).hexdigest()[:12]}.json"
 
 
-def _start_time(start: str) -> datetime | None:
-    if start in ("trim-horizon", "latest"):
+def _start_time(start: str | None) -> datetime | None:
+    if start is None or start in ("trim-horizon", "latest"):
         return None
     try:
         moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
@@ -135,6 +156,7 @@ class _Runner:
     ) -> None:
         self.ddb, self.streams, self.es, self.options, self.stop = ddb, streams, es, options, stop
         self.since = _start_time(options.start)
+        self.started = time.time()  # for --until-caught-up: records after this are "new"
         self.state = _State.load(options.state_path or state_path_for(tables))
         self.failures = FailureLog(options.failures_path)
         self.configs: dict[str, StreamConfig] = {}
@@ -147,6 +169,9 @@ class _Runner:
                     f"table {table.name!r} has no stream: enable DynamoDB Streams "
                     "(NEW_AND_OLD_IMAGES) first"
                 )
+            refusal = view_refusal(info.stream_view, table.name)
+            if refusal is not None:
+                raise ConfigError(refusal)
             self.arns[table.name] = info.stream_arn
             self.stats[table.name] = TableStreamStats(table.name, info.stream_arn)
             self.configs[table.name] = StreamConfig(
@@ -177,6 +202,10 @@ class _Runner:
                 if not start:
                     break
             self.stats[table].shards = sum(1 for s in self.shards.values() if s.table == table)
+            for sid, saved in list(self.state.shards.get(arn, {}).items()):
+                if sid not in self.shards and saved["seq"] and not saved["done"]:
+                    # Shards leave DescribeStream 24 h after they close: the rest is gone.
+                    self.checkpoint_lost(table, arn, sid, "no longer exists in the stream")
 
     def ready(self, shard: _Shard) -> bool:
         """Children wait until their parent shard was read to its end."""
@@ -193,12 +222,39 @@ class _Runner:
         seq = self.state.get(shard.arn, shard.shard_id)["seq"]
         kwargs: dict[str, Any] = {"StreamArn": shard.arn, "ShardId": shard.shard_id}
         if seq:
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=seq)
-        elif self.options.start == "latest" and shard.parent not in self.shards:
+            try:
+                return str(
+                    self.streams.get_shard_iterator(
+                        **kwargs, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=seq
+                    )["ShardIterator"]
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TrimmedDataAccessException":
+                    raise
+                self.checkpoint_lost(shard.table, shard.arn, shard.shard_id, "was trimmed")
+        if self.options.start == "latest" and shard.parent not in self.shards:
             kwargs["ShardIteratorType"] = "LATEST"
         else:
             kwargs["ShardIteratorType"] = "TRIM_HORIZON"
         return str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
+
+    def checkpoint_lost(self, table: str, arn: str, shard_id: str, why: str) -> None:
+        """Records after the checkpoint are gone: stop, unless trim-horizon was asked for."""
+        if self.options.start != "trim-horizon":
+            raise CheckpointTrimmed(
+                f"table {table!r}: the checkpoint of shard {shard_id} {why} (older than the "
+                f"stream's 24 h), so updates were lost: run `ddb2es reindex {table}`, then "
+                "`ddb2es stream --from trim-horizon` to go on"
+            )
+        log.warning(
+            "table %s: the checkpoint of shard %s %s; going on from the oldest record "
+            "(--from trim-horizon): updates in between were lost",
+            table,
+            shard_id,
+            why,
+        )
+        self.state.shards.get(arn, {}).pop(shard_id, None)
+        self.state.save()
 
     # -- one poll --
 
@@ -224,77 +280,101 @@ class _Runner:
                 return True
             raise
         records = response.get("Records", [])
-        shard.iterator = response.get("NextShardIterator")
         if records:
-            self.apply(shard, records)
+            if not self.apply(shard, records):
+                return False  # interrupted: read this page again from the checkpoint
             shard.empty_polls = 0
+            if any(_created(r) >= self.started for r in records):
+                shard.reached_start = True
         else:
             shard.empty_polls += 1
+        shard.iterator = response.get("NextShardIterator")
         if shard.iterator is None:  # a closed shard read to its end
             self.state.get(shard.arn, shard.shard_id)["done"] = True
             self.state.save()
         return bool(records)
 
-    def apply(self, shard: _Shard, records: list[dict[str, Any]]) -> None:
+    def apply(self, shard: _Shard, records: list[dict[str, Any]]) -> bool:
+        """Apply one page; False when the run was stopped before all of it applied.
+
+        Retryable failures are retried from the first record not applied, with capped
+        exponential backoff and jitter, for as long as it takes; permanent ones are written to
+        the failures file once the page is applied. Only then does the checkpoint move.
+        """
         stats = self.stats[shard.table]
         wanted = [r for r in records if self._after_start(r)]
-        stats.records += len(wanted)
+        count = len(wanted)
+        permanent: dict[tuple[str, str | None], RecordFailure] = {}
         attempt = 0
         while wanted:
-            result = apply_batch(
-                self.es,
-                wanted,
-                self.configs[shard.table],
-                fetch_item=lambda r: self._fetch(shard.table, r),
-            )
+            result = apply_batch(self.es, wanted, self.configs[shard.table])
+            if result.refused is not None:
+                raise ConfigError(result.refused)
             stats.indexed += result.indexed
             stats.deleted += result.deleted
             stats.conflicts += result.conflicts
+            for failure in result.failed:
+                permanent[(failure.sequence, failure.index)] = failure
             if result.first_failed is None:
                 break
             attempt += 1
-            if attempt >= self.options.max_attempts:
-                for failed in result.failed:
-                    self.failures.write(
-                        Failure(
-                            shard.table,
-                            failed["keys"],
-                            None,
-                            None,
-                            f"stream record {failed['sequence']}: {failed['reason']}",
-                        )
-                    )
-                stats.failed += len(result.failed)
-                break
-            # Retry only the tail from the first record that did not apply.
-            wanted = wanted[result.first_failed :]
-            time.sleep(random.uniform(0, self.options.backoff * 2**attempt))
+            delay = min(self.options.max_backoff, self.options.initial_backoff * 2 ** (attempt - 1))
+            delay = random.uniform(delay / 2, delay)
+            tail = wanted[result.first_failed :]
+            log.warning(
+                "table %s, shard %s: %d records not applied (%s); retry %d in %.1f s",
+                shard.table,
+                shard.shard_id,
+                len(tail),
+                result.retryable[0].reason if result.retryable else "?",
+                attempt,
+                delay,
+            )
+            # The tail is tried again: its permanent failures are counted on its last try.
+            again = {_sequence(r) for r in tail}
+            permanent = {k: f for k, f in permanent.items() if k[0] not in again}
+            wanted = tail
+            if self.stop.wait(delay):
+                return False
+        stats.records += count
+        for failure in permanent.values():
+            self.failures.write(
+                Failure(
+                    shard.table,
+                    failure.keys,
+                    failure.index,
+                    None,
+                    f"stream record {failure.sequence} ({failure.event}): {failure.reason}",
+                )
+            )
+        stats.failed += len(permanent)
         self.state.get(shard.arn, shard.shard_id)["seq"] = records[-1]["dynamodb"]["SequenceNumber"]
         self.state.save()
+        return True
 
     def _after_start(self, record: Mapping[str, Any]) -> bool:
         if self.since is None:
             return True
-        created = record["dynamodb"]["ApproximateCreationDateTime"]
-        if not isinstance(created, datetime):
-            created = datetime.fromtimestamp(float(created), tz=timezone.utc)
         # DynamoDB Local rounds creation times down to the minute: keep a record whose rounded
         # time could still be at or after the start.
-        return bool(created.timestamp() >= self.since.timestamp() - 60)
-
-    def _fetch(self, table: str, record: Mapping[str, Any]) -> Any:
-        key = key_for_request(record["dynamodb"]["Keys"])
-        item = self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True)
-        return item.get("Item")
+        return _created(record) >= self.since.timestamp() - 60
 
     # -- the loop --
 
     def caught_up(self) -> bool:
-        """Every shard either read to its end or answering empty twice in a row."""
+        """Every shard read to its end, or (open shards) known to be at its newest record.
+
+        An open shard is caught up once a record created at or after the run's start was read
+        (creation times are rounded down, so such a record surely is newer than the start, and
+        the shard is in order), or after `caught_up_empty_pages` empty pages in a row: real
+        streams answer empty pages in the middle of a shard too.
+        """
         for shard in self.shards.values():
             if self.state.get(shard.arn, shard.shard_id)["done"]:
                 continue
-            if shard.closed or shard.empty_polls < 2:
+            if shard.closed:
+                return False
+            if not shard.reached_start and shard.empty_polls < self.options.caught_up_empty_pages:
                 return False
         return True
 
@@ -316,6 +396,18 @@ class _Runner:
                     return
             if not read:
                 self.stop.wait(self.options.poll_interval)
+
+
+def _created(record: Mapping[str, Any]) -> float:
+    """ApproximateCreationDateTime in epoch seconds (boto3 gives a datetime, Lambda a number)."""
+    created = record["dynamodb"]["ApproximateCreationDateTime"]
+    if isinstance(created, datetime):
+        return created.timestamp()
+    return float(created)
+
+
+def _sequence(record: Mapping[str, Any]) -> str:
+    return str(record.get("dynamodb", {}).get("SequenceNumber", ""))
 
 
 def run_stream(

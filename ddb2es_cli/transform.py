@@ -35,7 +35,8 @@ LOCAL_REPAIR_MARGIN_MS = 60_000
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\Z")
 _is_json_number = _JSON_NUMBER.match
 _BAD_INDEX_CHARS = frozenset('\\/*?"<>|,# :')
-_BAD_INDEX_START = ("-", "_", "+")
+# A leading `.` names hidden and system indices (`.kibana`, `.security-7`): never ours to write.
+_BAD_INDEX_START = ("-", "_", "+", ".")
 MAX_INDEX_BYTES = 255
 _EXACT = Context(prec=200)  # beyond any DynamoDB number (38 digits, exponent -130..+125)
 
@@ -219,7 +220,10 @@ def document_id(key_text: str) -> str:
 
 
 def invalid_index_reason(name: str) -> str | None:
-    """Why `name` cannot be an index name, or None when it can."""
+    """Why `name` (the final index name, prefix included) cannot be an index name, or None.
+
+    The one check every command uses; a leading `.` (hidden and system indices) is refused.
+    """
     if not name:
         return "empty"
     if name in (".", ".."):
@@ -229,9 +233,17 @@ def invalid_index_reason(name: str) -> str | None:
     bad = sorted(set(name) & _BAD_INDEX_CHARS)
     if bad:
         return f"contains {''.join(bad)!r}"
+    if any(_is_control(c) for c in name):
+        return "contains control characters"
     if len(name.encode("utf-8")) > MAX_INDEX_BYTES:
         return f"longer than {MAX_INDEX_BYTES} bytes"
     return None
+
+
+def _is_control(char: str) -> bool:
+    """C0 and C1 control characters and DEL (Unicode category Cc)."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code <= 0x9F
 
 
 def type_of(item: Item, shape: TableShape) -> str:

@@ -25,18 +25,32 @@ from ddb2es_cli.errors import ExitStatus
 @click.option(
     "--from",
     "start",
-    default="trim-horizon",
-    show_default=True,
-    help="Where shards without a checkpoint start: trim-horizon, latest or an ISO 8601 time.",
+    default=None,
+    help="Where shards without a checkpoint start: trim-horizon (the default), latest or an "
+    "ISO 8601 time. Given explicitly, trim-horizon also goes on past a trimmed checkpoint "
+    "(which otherwise stops the run: updates were lost, reindex first).",
 )
-@click.option("--until-caught-up", is_flag=True, help="Stop when every shard has no more records.")
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Stop when every shard is read: to its end, or up to a record written after the run "
+    "started, or after --caught-up-empty-pages empty pages in a row.",
+)
+@click.option(
+    "--caught-up-empty-pages",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="With --until-caught-up: empty pages in a row after which an open shard counts as "
+    "read (streams answer empty pages mid-shard too).",
+)
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Checkpoint file (default: .ddb2es/stream-<tables>.json).",
 )
-@failures_option("ddb2es-stream-failures.ndjson", "records that kept failing")
+@failures_option("ddb2es-stream-failures.ndjson", "records the cluster refused")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
 @output_options
 @click.pass_context
@@ -44,8 +58,9 @@ def stream(
     ctx: click.Context,
     tables: tuple[str, ...],
     all_tables: bool,
-    start: str,
+    start: str | None,
     until_caught_up: bool,
+    caught_up_empty_pages: int,
     state_file: Path | None,
     failures_path: Path,
     batch_size: int,
@@ -54,8 +69,10 @@ def stream(
 ) -> None:
     """Follow the tables' DynamoDB Streams and apply them with the Lambda handler's code.
 
-    Runs until Ctrl-C (state is saved; the next run continues from the checkpoints), or with
-    --until-caught-up until every shard is read. Exit 4 when records kept failing.
+    Runs until Ctrl-C or SIGTERM (exit 130; the next run continues from the checkpoints), or
+    with --until-caught-up until every shard is read. Overload (429/502/503/504) and lost
+    connections are retried until they pass; records the cluster refuses go to the failures
+    file (exit 4). A checkpoint older than the stream's 24 h stops the run (exit 1).
 
     \b
     Example:
@@ -72,6 +89,7 @@ def stream(
     options = StreamOptions(
         start=start,
         until_caught_up=until_caught_up,
+        caught_up_empty_pages=caught_up_empty_pages,
         state_path=state_file,
         failures_path=failures_path,
         batch_size=batch_size,
