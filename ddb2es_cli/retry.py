@@ -51,7 +51,6 @@ class Backoff:
     initial: float = 0.5
     cap: float = 30.0
     give_up_after: float | None = 600.0
-    sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     failures: int = 0
     _streak_started: float | None = field(default=None, repr=False)
@@ -71,11 +70,9 @@ class Backoff:
             return False
         return self.clock() - self._streak_started >= self.give_up_after
 
-    def wait(self) -> float:
-        """Sleep before the next attempt of the current streak; returns the delay."""
+    def delay(self) -> float:
+        """How long to wait before the next attempt of the current streak."""
         if not self.failures:
             return 0.0
         ceiling = min(self.cap, self.initial * 2 ** (self.failures - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
-        self.sleep(delay)
-        return delay
+        return random.uniform(ceiling / 2, ceiling)

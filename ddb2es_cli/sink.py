@@ -217,21 +217,19 @@ class BulkWriter:
 
     def write(self, actions: Iterable[tuple[Action, Any]]) -> Iterator[BulkResult]:
         backoff = Backoff(
-            self.options.initial_backoff,
-            self.options.max_backoff,
-            self.options.retry_for,
-            sleep=self.sleep,
+            self.options.initial_backoff, self.options.max_backoff, self.options.retry_for
         )
         retry: deque[_Pending] = deque()
         source = self._pendings(actions)
         while True:
             if backoff.failures:
-                delay = backoff.wait()
+                delay = backoff.delay()
                 log.warning(
-                    "the cluster is busy or unreachable: resending %d documents after %.1f s",
+                    "the cluster is busy or unreachable: resending %d documents in %.1f s",
                     len(retry),
                     delay,
                 )
+                self.sleep(delay)
             chunk = self._chunk(retry, source)
             if not chunk:
                 return

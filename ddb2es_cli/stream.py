@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from ddb2es_cli.config import SearchSettings
+from ddb2es_cli.retry import CONFLICT_STATUS, status_of
 from ddb2es_cli.sink import REBUILD_SUFFIX, BulkOptions, BulkWriter, delete_action, index_action
 from ddb2es_cli.transform import (
     TableShape,
@@ -49,7 +50,6 @@ LAMBDA_MODULES = (
     "clients.py",
     "retry.py",
     "sink.py",
-    "source.py",
     "stream.py",
 )
 # opensearch-py 3 pulls in gRPC; the runtime's botocore wants python-dateutil < 3.
@@ -85,19 +85,7 @@ class StreamConfig:
 
 
 NEW_AND_OLD_IMAGES = "NEW_AND_OLD_IMAGES"
-# Overload and gateway answers: the document was not refused, the cluster was busy or away.
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-CONFLICT_STATUS = 409
 FAILURE_DESTINATION_ENV = "DDB2ES_FAILURE_DESTINATION"
-
-
-def is_retryable_status(status: int | None) -> bool:
-    """429/502/503/504 are retried until they succeed; 409 is a conflict; the rest is permanent.
-
-    Exceptions raised by the client (connection lost, timeout) are retryable too: the callers
-    treat every document without an answer as not applied.
-    """
-    return status in RETRYABLE_STATUSES
 
 
 def view_refusal(view: str | None, table: str = "") -> str | None:
@@ -373,7 +361,7 @@ def _record_outcome(
             result.deleted += 1
         else:
             result.indexed += 1
-    elif is_retryable_status(status):
+    elif outcome.retryable:  # 429/502/503/504: the cluster was busy or away
         result.retry(op.position, records[op.position], f"{status} {outcome.error}", outcome.index)
     else:
         result.fail(op.position, records[op.position], f"{status} {outcome.error}", outcome.index)
@@ -434,9 +422,9 @@ def rebuilding_indices(es: Any, prefix: str) -> dict[str, str]:
     try:
         found = es.indices.get_alias(name=f"{prefix}*{REBUILD_SUFFIX}")
     except Exception as exc:  # 404: no rebuild runs
-        if _status(exc) == 403:
+        if status_of(exc) == 403:
             _warn_once("marker-403", MARKER_FORBIDDEN)
-        elif _status(exc) != 404:
+        elif status_of(exc) != 404:
             raise
         found = {}
     targets = {
@@ -462,13 +450,6 @@ def _rebuild_copies(es: Any, ops: list[_Op], prefix: str) -> list[_Op]:
             copy_meta = {**meta, "_index": generation}
             copies.append(_Op(op.position, ({kind: copy_meta}, op.action[1]), rebuild_copy=True))
     return copies
-
-
-def _status(exc: Exception) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int):
-        status = getattr(getattr(exc, "meta", None), "status", None)
-    return status if isinstance(status, int) else None
 
 
 def batch_item_failures(
