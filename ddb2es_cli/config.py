@@ -121,6 +121,14 @@ class Settings:
     version_overlap_ms: int = DEFAULT_OVERLAP_MS
     template: TemplateSettings = TemplateSettings()
     source: str | None = None  # the config file read, if any
+    # Whose indices these are on a shared cluster (see ownership.py); None: from index_prefix.
+    deployment: str | None = None
+
+    @property
+    def deployment_name(self) -> str:
+        from ddb2es_cli.ownership import deployment_name
+
+        return deployment_name(self.deployment, self.index_prefix)
 
     def table(self, name: str) -> TableSettings:
         """The configured table, or one with the global defaults for a table named on the CLI."""
@@ -199,8 +207,18 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         version_overlap_ms=_non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS),
         template=_template_settings(_section(data, "template")),
         source=source,
+        deployment=_deployment(defaults),
         **global_defaults,
     )
+
+
+def _deployment(defaults: Mapping[str, Any]) -> str | None:
+    value = defaults.get("deployment")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("[defaults] deployment must be a non-empty string")
+    return value.strip()
 
 
 def _non_negative_int(section: Mapping[str, Any], name: str, default: int) -> int:
