@@ -33,6 +33,7 @@ from ddb2es_cli.ownership import (
     create_owned_index,
     current,
     generation_suffix,
+    generation_time,
     generations,
     last_swap,
     ownership,
@@ -368,7 +369,8 @@ def clean_stale(es: Any, deployment: str, names: list[str]) -> list[str]:
     cleaned = []
     for name in names:
         kind, behind = current(es, name)
-        serving = behind[-1] if kind == "alias" and behind else ""
+        served = [t for t in (generation_time(b) for b in behind) if t is not None]
+        newest_served = max(served) if kind == "alias" and served else None
         for generation in generations(es, name):
             if ownership(es, generation, deployment).status != OWNED:
                 continue
@@ -378,7 +380,8 @@ def clean_stale(es: Any, deployment: str, names: list[str]) -> list[str]:
                 es.indices.delete_alias(index=generation, name=marker)
                 aliases.remove(marker)
                 cleaned.append(f"{marker} -> {generation}")
-            if not aliases and generation > serving:
+            made = generation_time(generation)
+            if not aliases and (newest_served is None or (made and made > newest_served)):
                 _delete_owned(es, generation, deployment)
                 cleaned.append(generation)
     if cleaned:
@@ -493,6 +496,7 @@ def _blue_green_flow(
         swapped = _swap(es, plan, deployment)
     except Ddb2esError:
         abandon(es, plan, deployment)
+        _reload_state_path(tables).unlink(missing_ok=True)  # nothing left to resume
         raise
     replayed = _replay(es, ddb, streams, settings, tables, plan.started) if options.replay else 0
     deleted = _prune(es, plan, options.keep, deployment)

@@ -204,3 +204,32 @@ def test_an_expired_lock_is_taken_over(stack: Stack) -> None:
                 continue
         else:
             pytest.fail("the expired lock was never taken over")
+
+
+def test_model_on_both_engines(any_stack: Stack) -> None:
+    """Mark, adopt, swap record and lock through opensearch-py and elasticsearch-py alike."""
+    from ddb2es_cli.ownership import adopt, last_swap, record_swap
+
+    es = any_stack.es
+    name = f"{any_stack.prefix}both"
+    assert create_owned_index(es, name, "d1")
+    assert ownership(es, name, "d1").status == OWNED
+    assert ownership(es, name, "d2").status == OTHER_DEPLOYMENT
+    theirs = f"{any_stack.prefix}theirs"
+    es.indices.create(index=theirs)
+    assert ownership(es, theirs, "d1").status == FOREIGN
+    assert adopt(es, theirs, "d1") == [theirs]
+    assert ownership(es, theirs, "d1").status == OWNED
+    from datetime import datetime, timezone
+
+    at = datetime.now(timezone.utc)
+    record_swap(es, f"{any_stack.prefix}d1", name, [theirs], name + "-x", at)
+    record = last_swap(es, f"{any_stack.prefix}d1", name)
+    assert record is not None and record["replaced"] == [theirs] and record["at"] == at.isoformat()
+    table = any_stack.table_name("locked")
+    with run_lock(es, any_stack.prefix, [table], "first") as held:
+        held.renew()
+        with pytest.raises(LockHeld), run_lock(es, any_stack.prefix, [table], "second"):
+            pass
+    with run_lock(es, any_stack.prefix, [table], "third"):
+        pass
