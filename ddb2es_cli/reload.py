@@ -336,6 +336,11 @@ def _run_locked(
         plan = plan_reload(
             es, engine, ddb, settings, tables, options, _saved_start(tables, options)
         )
+        # Only what that run planned: a type that appeared since is reported, never swapped.
+        planned = _saved_indices(tables)
+        if planned is not None:
+            plan.indices = [i for i in plan.indices if i.name in planned]
+            plan.blocked = [i for i in plan.blocked if i.name in planned]
     else:
         plan = plan or plan_reload(es, engine, ddb, settings, tables, options)
     if plan.blocked:
@@ -350,7 +355,7 @@ def _run_locked(
     cleaned: list[str] = []
     if not options.reindex.resume:
         cleaned = clean_stale(es, deployment, [i.name for i in plan.indices])
-        _save_start(tables, options, plan.started)
+        _save_start(tables, options, plan.started, [i.name for i in plan.indices])
     apply_template(es, engine, template_spec(settings))
     if options.strategy == "delete":
         result = _delete_flow(es, ddb, settings, tables, options, plan, progress, started)
@@ -826,8 +831,20 @@ def _saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetim
     return datetime.fromisoformat(saved["started"])
 
 
-def _save_start(tables: list[TableSettings], options: ReloadOptions, moment: datetime) -> None:
-    """What --resume needs to continue the same generation."""
+def _saved_indices(tables: list[TableSettings]) -> set[str] | None:
+    try:
+        saved = json.loads(_reload_state_path(tables).read_text())
+    except (OSError, ValueError):
+        return None
+    names = saved.get("indices")
+    return set(names) if isinstance(names, list) else None
+
+
+def _save_start(
+    tables: list[TableSettings], options: ReloadOptions, moment: datetime, indices: list[str]
+) -> None:
+    """What --resume needs to continue the same generation: its time and its planned names."""
     write_json_atomic(
-        _reload_state_path(tables), {"strategy": options.strategy, "started": moment.isoformat()}
+        _reload_state_path(tables),
+        {"strategy": options.strategy, "started": moment.isoformat(), "indices": indices},
     )
