@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.ownership import deployment_name
 from ddb2es_cli.transform import DEFAULT_OVERLAP_MS, TableShape
 
 if sys.version_info >= (3, 11):
@@ -126,8 +127,6 @@ class Settings:
 
     @property
     def deployment_name(self) -> str:
-        from ddb2es_cli.ownership import deployment_name
-
         return deployment_name(self.deployment, self.index_prefix)
 
     def table(self, name: str) -> TableSettings:

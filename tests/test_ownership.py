@@ -233,3 +233,17 @@ def test_model_on_both_engines(any_stack: Stack) -> None:
             pass
     with run_lock(es, any_stack.prefix, [table], "third"):
         pass
+
+
+def test_deployment_from_the_config_file(tmp_path: Path) -> None:
+    from ddb2es_cli.config import load_settings
+    from ddb2es_cli.errors import ConfigError
+
+    path = tmp_path / "ddb2es.toml"
+    path.write_text('[defaults]\nindex_prefix = "shop-"\ndeployment = "blue"\n')
+    assert load_settings(path, {}).deployment_name == "blue"
+    path.write_text('[defaults]\nindex_prefix = "shop-"\n')
+    assert load_settings(path, {}).deployment_name == "shop"
+    path.write_text('[defaults]\ndeployment = ""\n')
+    with pytest.raises(ConfigError):
+        load_settings(path, {})
