@@ -347,6 +347,8 @@ class RunLock:
             "kind": "lock",
             "deployment": self.deployment,
             "owner": self.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
             "command": self.command,
             "tables": self.tables,
             "token": self.token,
@@ -378,14 +380,18 @@ class RunLock:
                     raise
             found = _body(self.es.get(index=CONTROL_INDEX, id=self.doc_id(table)))
             holder = found.get("_source", {})
-            if float(holder.get("expires", 0)) > time.time():
+            if float(holder.get("expires", 0)) > time.time() and not _dead_here(holder):
                 raise LockHeld(
                     f"table {table} is locked by {holder.get('owner')} "
                     f"({holder.get('command')}, since {_when(holder.get('acquired'))}, "
                     f"lease until {_when(holder.get('expires'))}); "
                     "wait for it, or pass --break-lock if that run is dead"
                 )
-            log.warning("taking over the expired lock of %s from %s", table, holder.get("owner"))
+            log.warning(
+                "taking over the lock of %s from %s (expired, or its process is gone)",
+                table,
+                holder.get("owner"),
+            )
             try:
                 self.es.delete(
                     index=CONTROL_INDEX,
@@ -489,6 +495,23 @@ def run_lock(
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _dead_here(holder: dict[str, Any]) -> bool:
+    """The holder ran on this machine and its process is gone (killed): no need to wait out
+    its lease. Holders on other machines are trusted until their lease expires."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return False  # this process: another run in it holds the lock (tests, libraries)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
 
 
 def _owner() -> str:
