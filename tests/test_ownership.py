@@ -45,10 +45,11 @@ def test_deployment_defaults_to_the_prefix() -> None:
 
 
 def test_the_template_marks_nothing_so_reload_never_deletes_other_indices(
-    stack: Stack, tmp_path: Path
+    any_stack: Stack, tmp_path: Path
 ) -> None:
     """Old code: the `*` template marked every new index, so `reload --strategy delete`
     deleted another team's index whose name equals a TYPE."""
+    stack = any_stack
     table = stack.create_table("tpl")
     stack.put_items(table, sample_items(5, types=("orders",)))
     settings = stack.settings(table)
@@ -62,7 +63,8 @@ def test_the_template_marks_nothing_so_reload_never_deletes_other_indices(
     assert stack.es.get(index=theirs, id="theirs")["_source"] == {"owner": "team b"}
 
 
-def test_two_deployments_never_claim_each_others_indices(stack: Stack, tmp_path: Path) -> None:
+def test_two_deployments_never_claim_each_others_indices(any_stack: Stack, tmp_path: Path) -> None:
+    stack = any_stack
     table = stack.create_table("dep")
     stack.put_items(table, sample_items(6, types=("p",)))
     ours = stack.settings(table)
@@ -80,9 +82,10 @@ def test_two_deployments_never_claim_each_others_indices(stack: Stack, tmp_path:
     assert stack.es.count(index=name)["count"] == 6
 
 
-def test_stream_handler_creates_its_indices_with_the_mark(stack: Stack) -> None:
+def test_stream_handler_creates_its_indices_with_the_mark(any_stack: Stack) -> None:
     """Old code: the first stream write let the engine create the index, without a mark (or
     with the template's, which proves nothing)."""
+    stack = any_stack
     config = StreamConfig(index_prefix=stack.prefix)
     records = [record("INSERT", {"pk": {"S": "a"}}, 1, 1_700_000_000, new=item("a", "Fresh"))]
     result = apply_batch(stack.es, records, config)

@@ -688,3 +688,27 @@ def test_stale_markers_get_every_copy_and_are_cleaned_before_a_new_load(
     assert summary.verified
     assert not [a for a in alias_targets(stack) if a.endswith("-rebuilding")]
     assert not [i for i in stale if stack.es.indices.exists(index=i)]
+
+
+def test_blue_green_clean_prune_and_rollback_on_both_engines(
+    any_stack: Stack, tmp_path: Path
+) -> None:
+    """The same flow through elasticsearch-py (noida-db) and opensearch-py (osmem)."""
+    stack = any_stack
+    table = stack.create_table("both")
+    stack.put_items(table, sample_items(8, types=("e",)))
+    settings = stack.settings(table)
+    name = f"{stack.prefix}e"
+    first = reload(stack, settings, tmp_path).plan.generation
+    reload(stack, settings, tmp_path)
+    third = reload(stack, settings, tmp_path, keep=1)
+    assert third.deleted == [name + first]
+    before = alias_targets(stack)[name]
+    stack.put_items(table, sample_items(1, types=("e",), key_prefix="late-"))
+    result = rollback(
+        stack.es, stack.ddb, streams_client(stack), settings, list(settings.tables), segments=2
+    )
+    assert [m.to_index for m in result.moves] != before
+    assert alias_targets(stack)[name] == [result.moves[0].to_index]
+    stack.es.indices.refresh(index=name)
+    assert stack.es.count(index=name)["count"] == 9
