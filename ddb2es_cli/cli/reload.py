@@ -37,6 +37,14 @@ class _ReloadGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+class _DefaultCommand(click.Command):
+    """`reload run` is what `reload` runs: its usage line says `ddb2es reload`."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        path = ctx.parent.command_path if ctx.parent else ctx.command_path
+        formatter.write_usage(path, " ".join(self.collect_usage_pieces(ctx)))
+
+
 break_lock_option = click.option(
     "--break-lock",
     is_flag=True,
@@ -63,7 +71,7 @@ def reload() -> None:
     """
 
 
-@reload.command("run", hidden=True)
+@reload.command("run", cls=_DefaultCommand, hidden=True)
 @tables_argument
 @click.option(
     "--strategy",
