@@ -113,7 +113,10 @@ class Ownership:
             )
         if self.status == OTHER_DEPLOYMENT:
             others = sorted({d for d in self.owners.values() if d and d != deployment})
-            return f"{what} belongs to another ddb2es deployment ({', '.join(others)})"
+            return (
+                f"{what} belongs to another ddb2es deployment ({', '.join(others)}): never "
+                "touched, not even with --adopt"
+            )
         if self.status == MISSING:
             return f"{self.name} does not exist"
         return f"{what} is not managed by ddb2es; pass --adopt {self.name} to take it over"
@@ -209,7 +212,12 @@ def adopt(es: Any, name: str, deployment: str) -> list[str]:
     for index in behind:
         if is_system(index):
             raise NotOwned(f"{name} points at {index}: system indices cannot be adopted")
-        meta = {**index_meta(es, index), **mark(deployment)}
+        current_meta = index_meta(es, index)
+        if status_of_meta(current_meta, deployment) == OTHER_DEPLOYMENT:
+            raise NotOwned(
+                f"{index} belongs to deployment {current_meta.get('deployment')}: not adopted"
+            )
+        meta = {**current_meta, **mark(deployment)}
         es.indices.put_mapping(index=index, body={"_meta": meta})
         adopted.append(index)
     if adopted:

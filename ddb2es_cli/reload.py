@@ -25,6 +25,7 @@ from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.ownership import (
     MISSING,
+    OTHER_DEPLOYMENT,
     OWNED,
     NotOwned,
     adopt,
@@ -242,7 +243,7 @@ def plan_reload(
             "",
             "",
         )
-        _decide(plan, options, suffix, found.reason(deployment))
+        _decide(plan, options, suffix, found.reason(deployment), found.status)
         plans.append(plan)
     blocked = [p for p in plans if p.action == "blocked"]
     return ReloadPlan(
@@ -257,8 +258,15 @@ def plan_reload(
     )
 
 
-def _decide(plan: IndexPlan, options: ReloadOptions, suffix: str, why_not: str) -> None:
+def _decide(
+    plan: IndexPlan, options: ReloadOptions, suffix: str, why_not: str, status: str = ""
+) -> None:
     ours = plan.managed or plan.name in options.adopt
+    if status == OTHER_DEPLOYMENT:
+        # Never taken by --adopt: to move an index between deployments, run the other one's
+        # config (its `deployment` name) or remove its mark by hand.
+        plan.action, plan.reason = "blocked", why_not
+        return
     if plan.name.startswith(".") or any(b.startswith(".") for b in plan.behind):
         plan.action, plan.reason = "blocked", "system or hidden index: never touched"
         return

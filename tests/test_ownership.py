@@ -78,6 +78,8 @@ def test_two_deployments_never_claim_each_others_indices(any_stack: Stack, tmp_p
     for strategy in ("delete", "blue-green"):
         with pytest.raises(ReloadRefused):
             reload(stack, other, tmp_path, strategy=strategy)
+        with pytest.raises(ReloadRefused):  # not even by adoption
+            reload(stack, other, tmp_path, strategy=strategy, adopt=(name,))
     stack.es.indices.refresh(index=name)
     assert stack.es.count(index=name)["count"] == 6
 
