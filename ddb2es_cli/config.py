@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.ownership import deployment_name
 from ddb2es_cli.transform import (
     DEFAULT_OVERLAP_MS,
     DEFAULT_REPAIR_MARGIN_MS,
@@ -143,6 +144,12 @@ class Settings:
     repair_margin_ms: int | None = None
     template: TemplateSettings = TemplateSettings()
     source: str | None = None  # the config file read, if any
+    # Whose indices these are on a shared cluster (see ownership.py); None: from index_prefix.
+    deployment: str | None = None
+
+    @property
+    def deployment_name(self) -> str:
+        return deployment_name(self.deployment, self.index_prefix)
 
     @property
     def repair_margin(self) -> int:
@@ -233,6 +240,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         ),
         template=_template_settings(_section(data, "template")),
         source=source,
+        deployment=_deployment(defaults),
         **global_defaults,
     )
 
@@ -253,6 +261,15 @@ def _version_overlap_ms(defaults: Mapping[str, Any], dynamodb: DynamoSettings) -
             LOCAL_MIN_OVERLAP_MS,
         )
     return value
+
+
+def _deployment(defaults: Mapping[str, Any]) -> str | None:
+    value = defaults.get("deployment")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("[defaults] deployment must be a non-empty string")
+    return value.strip()
 
 
 def _non_negative_int(section: Mapping[str, Any], name: str, default: int) -> int:

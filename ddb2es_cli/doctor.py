@@ -106,6 +106,7 @@ def _search_checks(settings: Settings, state_dir: Path, fix: bool) -> list[Check
         )
     ]
     checks.append(_template_check(client, engine, settings))
+    checks.append(ownership_check(client, settings))
     checks.append(_bulk_load_check(client, state_dir, fix))
     return checks
 
@@ -127,6 +128,45 @@ def _template_check(client: Any, engine: Any, settings: Settings) -> Check:
         False,
         f"{where} {result.action}{changes}: "
         "`ddb2es template check` shows the diff, `ddb2es template apply` installs it",
+    )
+
+
+def ownership_check(client: Any, settings: Settings) -> Check:
+    """Which indices under the configured prefixes are this deployment's, and what to do about
+    the ones older versions marked: their `*` template put `managed_by: ddb2es` (without a
+    deployment) on every new index of the cluster, so that mark proves nothing."""
+    from ddb2es_cli.ownership import LEGACY, OTHER_DEPLOYMENT, OWNED, status_of_meta
+
+    deployment = settings.deployment_name
+    prefixes = sorted({settings.index_prefix} | {t.index_prefix for t in settings.tables})
+    pattern = "*,-.*" if "" in prefixes else ",".join(f"{p}*" for p in prefixes)
+    try:
+        found = client.indices.get_mapping(index=pattern, expand_wildcards="open")
+    except Exception as exc:
+        return Check("ownership", False, f"could not read mappings: {_one_line(exc)}")
+    body = getattr(found, "body", found)
+    by_status: dict[str, list[str]] = {}
+    for index, info in sorted(body.items()):
+        mappings = info.get("mappings", {}) or {}
+        status = status_of_meta(mappings.get("_meta") or {}, deployment)
+        by_status.setdefault(status, []).append(index)
+    owned = len(by_status.get(OWNED, []))
+    detail = f"deployment {deployment!r} owns {owned} indices"
+    others = by_status.get(OTHER_DEPLOYMENT, [])
+    if others:
+        detail += f"; {len(others)} belong to other deployments and are never touched"
+    legacy = by_status.get(LEGACY, [])
+    if not legacy:
+        return Check("ownership", True, detail)
+    shown = ", ".join(legacy[:10]) + (f" and {len(legacy) - 10} more" if len(legacy) > 10 else "")
+    return Check(
+        "ownership",
+        False,
+        f"{detail}; {len(legacy)} carry managed_by=ddb2es without a deployment ({shown}): "
+        "marked by the template of older versions (which marked every new index of the "
+        "cluster) or by an older ddb2es, so reload, drift and prune treat them as NOT ours. "
+        "Take over the ones that are yours with `ddb2es reload TABLE --adopt NAME`; "
+        "`ddb2es template apply` installs the template that marks nothing",
     )
 
 

@@ -432,7 +432,7 @@ class _Run:
     def discover(self, table: DriftTable) -> None:
         prefix = table.shape.index_prefix.lower()
         if prefix not in self._live:
-            self._live[prefix] = live_indices(self.search, prefix)
+            self._live[prefix] = live_indices(self.search, prefix, self.settings.deployment_name)
         for name in self._live[prefix]:
             if name in table.report.indices:
                 continue

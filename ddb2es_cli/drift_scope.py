@@ -8,29 +8,22 @@ adoption) can be swapped in at one place.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from ddb2es_cli.ownership import GENERATION_RE, OWNED, REBUILD_SUFFIX, status_of_meta
 from ddb2es_cli.search_json import SearchJson
-from ddb2es_cli.sink import MANAGED_META, REBUILD_SUFFIX
 from ddb2es_cli.transform import invalid_index_reason
 
-# A blue/green generation: X-YYYYmmddtHHMMSSmmmz (reload.py). Without an alias it is a kept or
-# abandoned copy, not a live index: reload owns it, drift does not read it.
-_GENERATION = re.compile(r"-\d{8}t\d{9}z\Z")
 
-
-def is_owned(mapping: Mapping[str, Any]) -> bool:
-    """Whether an index whose `_mappings` is `mapping` is ddb2es's (today: the `_meta` mark).
-
-    The one place drift decides ownership: switch it to the ownership module's check."""
+def is_owned(mapping: Mapping[str, Any], deployment: str) -> bool:
+    """Whether an index whose `_mappings` is `mapping` is this deployment's (ownership.py)."""
     meta = mapping.get("_meta") or {}
-    return isinstance(meta, dict) and meta.get("managed_by") == MANAGED_META["managed_by"]
+    return isinstance(meta, dict) and status_of_meta(meta, deployment) == OWNED
 
 
-def live_indices(search: SearchJson, prefix: str) -> dict[str, str]:
+def live_indices(search: SearchJson, prefix: str, deployment: str) -> dict[str, str]:
     """Name (alias or index) -> concrete index, for every owned, visible index under `prefix`.
 
     A generation is seen under its alias; one with only a rebuild marker, or none, is not live."""
@@ -44,14 +37,16 @@ def live_indices(search: SearchJson, prefix: str) -> dict[str, str]:
     mappings = mappings if isinstance(mappings, dict) else {}
     found: dict[str, str] = {}
     for index, entry in sorted(aliases.items()):
-        if index.startswith(".") or not is_owned(mappings.get(index, {}).get("mappings", {})):
+        if index.startswith(".") or not is_owned(
+            mappings.get(index, {}).get("mappings", {}), deployment
+        ):
             continue
         names = [
             a
             for a in sorted((entry or {}).get("aliases") or {})
             if a.startswith(prefix.lower()) and not a.endswith(REBUILD_SUFFIX)
         ]
-        if not names and not _GENERATION.search(index):
+        if not names and not GENERATION_RE.search(index):
             names = [index]
         for name in names:
             if not name.startswith(".") and invalid_index_reason(name) is None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT, Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
+from ddb2es_cli.ownership import create_owned_index, is_owned
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
     DEFAULT_GC_DELETES_MS,
@@ -34,7 +35,6 @@ from ddb2es_cli.sink import (
     KeyJson,
     Refreshed,
     apply_index_settings,
-    create_managed_index,
     current_load_settings,
     gc_deletes_ms,
     index_action,
@@ -423,12 +423,16 @@ class _Run:
         created = False
         if not self.es.indices.exists(index=index):
             try:
-                created = create_managed_index(self.es, index)
+                created = create_owned_index(self.es, index, self.settings.deployment_name)
             except Exception as exc:  # rejected: the bulk answer will say why per document
                 log.warning("could not create index %s: %s", index, exc)
         if created:
             self.created.append(index)
         tune = self.options.bulk_load_settings
+        deployment = self.settings.deployment_name
+        if tune is True and not created and not is_owned(self.es, index, deployment):
+            log.warning("%s is not this deployment's index: bulk-load settings left alone", index)
+            tune = False
         if tune is True or (tune is None and created):
             values = {**BULK_LOAD_SETTINGS, **self.options.extra_load_settings}
             try:

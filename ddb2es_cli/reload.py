@@ -2,16 +2,16 @@
 
 The plan is a value (what exists, what is ours, what will be deleted, created, swapped, and why
 each index is in or out); `--dry-run` prints it and the real run executes the same plan.
-Ownership: an index is ours when its mapping `_meta.managed_by` says `ddb2es` (set by the
-template and by every index ddb2es creates), or when the operator adopts it by name. Nothing
-else, and no system or hidden index, is ever deleted or swapped.
+Ownership (ownership.py): an index is ours when ddb2es created it for this deployment (mapping
+`_meta`) or the operator adopted it (`--adopt`, which writes that mark). Nothing else, and no
+system or hidden index, is ever deleted or swapped; every destructive step asks again when it acts.
+One run of the same tables at a time: the run lock lives in the cluster's control index.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -23,8 +23,27 @@ from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
 from ddb2es_cli.clients import Engine
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.ownership import (
+    MISSING,
+    OTHER_DEPLOYMENT,
+    OWNED,
+    NotOwned,
+    adopt,
+    aliases_of,
+    check_generation_room,
+    create_owned_index,
+    current,
+    generation_suffix,
+    generation_time,
+    generations,
+    last_swap,
+    ownership,
+    rebuild_marker,
+    record_swap,
+    require_owned,
+    run_lock,
+)
 from ddb2es_cli.reindex import Progress, ReindexOptions, ReindexSummary, run_reindex, state_path_for
-from ddb2es_cli.sink import MANAGED_META, REBUILD_SUFFIX, create_managed_index
 from ddb2es_cli.source import SegmentTask, describe_table, scan_pages
 from ddb2es_cli.stream import REBUILD_CHECK_SECONDS
 from ddb2es_cli.template import apply_template, template_spec
@@ -33,12 +52,14 @@ from ddb2es_cli.transform import TransformError, index_name
 log = logging.getLogger("ddb2es.reload")
 
 STRATEGIES = ("delete", "blue-green")
-_GENERATION = re.compile(r"-(\d{8}t\d{9}z)\Z")  # -YYYYmmddtHHMMSSmmmz
-_GENERATION_LEN = len("-20260101t000000000z")
 
 
 class ReloadRefused(Ddb2esError):
     """The plan touches an index ddb2es cannot show it manages."""
+
+
+class VerificationFailed(Ddb2esError):
+    """A new generation does not hold what the tables hold: it is abandoned, nothing swapped."""
 
 
 @dataclass
@@ -53,6 +74,7 @@ class ReloadOptions:
     marker_wait: float = REBUILD_CHECK_SECONDS + 5
     verify_tolerance: int = 0  # documents a generation may differ from a fresh count
     gc_deletes: str = "1h"
+    break_lock: bool = False  # the operator confirmed that the lock's holder is dead
     reindex: ReindexOptions = field(default_factory=ReindexOptions)
 
 
@@ -130,6 +152,10 @@ class ReloadSummary:
     deleted: list[str]
     replayed: int
     duration_s: float
+    # Types that first appeared while the load ran: not planned, so never swapped (what
+    # happened to each is said here).
+    appeared: dict[str, str] = field(default_factory=dict)
+    cleaned: list[str] = field(default_factory=list)  # stale markers and abandoned generations
 
     @property
     def verified(self) -> bool:
@@ -143,6 +169,8 @@ class ReloadSummary:
             "verified": self.verified,
             "swapped": self.swapped,
             "deleted": self.deleted,
+            "appeared": self.appeared,
+            "cleaned": self.cleaned,
             "replayed_records": self.replayed,
             "duration_s": round(self.duration_s, 2),
         }
@@ -181,28 +209,7 @@ def type_counts(
     return counts, invalid, rcu
 
 
-def generation_suffix(moment: datetime) -> str:
-    """Sortable, lower-case, unique per millisecond: `-20261126t031500123z`."""
-    return "-" + moment.strftime("%Y%m%dt%H%M%S") + f"{moment.microsecond // 1000:03d}z"
-
-
 # --- plan ----------------------------------------------------------------------------------------
-
-
-def _is_managed(es: Any, index: str) -> bool:
-    mapping = es.indices.get_mapping(index=index)
-    first: dict[str, Any] = next(iter(mapping.values()), {})
-    meta = first.get("mappings", {}).get("_meta", {}) or {}
-    return bool(meta.get("managed_by") == MANAGED_META["managed_by"])
-
-
-def _current(es: Any, name: str) -> tuple[str, list[str]]:
-    """What `name` is now: missing, a concrete index, or an alias (and what it points to)."""
-    if es.indices.exists_alias(name=name):
-        return "alias", sorted(es.indices.get_alias(name=name))
-    if es.indices.exists(index=name):
-        return "index", [name]
-    return "missing", []
 
 
 def plan_reload(
@@ -217,16 +224,26 @@ def plan_reload(
     """Look only; change nothing (the template step is itself a dry run here)."""
     if options.strategy not in STRATEGIES:
         raise Ddb2esError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+    if options.keep < 1:
+        raise ConfigError("--keep must be at least 1: rollback needs the previous generation")
     counts, invalid, _rcu = type_counts(ddb, settings, tables, options.reindex.segments)
     moment = now or datetime.now(timezone.utc)
     suffix = generation_suffix(moment)
     template = apply_template(es, engine, template_spec(settings), dry_run=True)
+    deployment = settings.deployment_name
     plans: list[IndexPlan] = []
     for name in sorted(counts):
-        now_is, behind = _current(es, name)
-        managed = all(_is_managed(es, i) for i in behind) if behind else True
-        plan = IndexPlan(name, counts[name], now_is, behind, managed, "", "")
-        _decide(plan, options, suffix)
+        found = ownership(es, name, deployment)
+        plan = IndexPlan(
+            name,
+            counts[name],
+            found.kind,
+            list(found.behind),
+            found.owned or found.kind == MISSING,
+            "",
+            "",
+        )
+        _decide(plan, options, suffix, found.reason(deployment), found.status)
         plans.append(plan)
     blocked = [p for p in plans if p.action == "blocked"]
     return ReloadPlan(
@@ -241,19 +258,28 @@ def plan_reload(
     )
 
 
-def _decide(plan: IndexPlan, options: ReloadOptions, suffix: str) -> None:
+def _decide(
+    plan: IndexPlan, options: ReloadOptions, suffix: str, why_not: str, status: str = ""
+) -> None:
     ours = plan.managed or plan.name in options.adopt
-    if plan.name.startswith("."):
+    if status == OTHER_DEPLOYMENT:
+        # Never taken by --adopt: to move an index between deployments, run the other one's
+        # config (its `deployment` name) or remove its mark by hand.
+        plan.action, plan.reason = "blocked", why_not
+        return
+    if plan.name.startswith(".") or any(b.startswith(".") for b in plan.behind):
         plan.action, plan.reason = "blocked", "system or hidden index: never touched"
         return
+    if options.strategy == "blue-green":
+        try:
+            check_generation_room(plan.name)
+        except ConfigError as exc:
+            plan.action, plan.reason = "blocked", str(exc)
+            return
     if plan.now != "missing" and not ours:
-        plan.action = "blocked"
-        plan.reason = (
-            f"{plan.now} {','.join(plan.behind)} is not managed by ddb2es "
-            f"(no _meta.managed_by); pass --adopt {plan.name} to take it over"
-        )
+        plan.action, plan.reason = "blocked", why_not
         return
-    adopted = "" if plan.managed else " (adopted)"
+    adopted = "" if plan.managed else " (adopted: the run marks it as this deployment's)"
     if options.strategy == "delete":
         if plan.now == "missing":
             plan.action, plan.reason = "create", "does not exist yet"
@@ -290,29 +316,99 @@ def run_reload(
     progress: Progress | None = None,
     plan: ReloadPlan | None = None,
 ) -> ReloadSummary:
-    """Execute the plan (made here when not given). The caller asked for confirmation."""
+    """Execute the plan (made here when not given) under the run lock of the tables. The
+    caller asked for confirmation."""
+    with run_lock(
+        es,
+        settings.deployment_name,
+        [t.name for t in tables],
+        f"reload --strategy {options.strategy}",
+        force=options.break_lock,
+    ):
+        return _run_locked(es, engine, ddb, streams, settings, tables, options, progress, plan)
+
+
+def _run_locked(
+    es: Any,
+    engine: Engine,
+    ddb: Any,
+    streams: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    options: ReloadOptions,
+    progress: Progress | None,
+    plan: ReloadPlan | None,
+) -> ReloadSummary:
     started = time.monotonic()
     if options.reindex.resume:  # the generation the interrupted run was loading
         plan = plan_reload(
             es, engine, ddb, settings, tables, options, _saved_start(tables, options)
         )
+        # Only what that run planned: a type that appeared since is reported, never swapped.
+        planned = _saved_indices(tables)
+        if planned is not None:
+            plan.indices = [i for i in plan.indices if i.name in planned]
+            plan.blocked = [i for i in plan.blocked if i.name in planned]
     else:
         plan = plan or plan_reload(es, engine, ddb, settings, tables, options)
-        _save_start(tables, options, plan.started)
-    rebuild_start = plan.started
     if plan.blocked:
         raise ReloadRefused(
             "reload refused: " + "; ".join(f"{p.name}: {p.reason}" for p in plan.blocked)
         )
+    deployment = settings.deployment_name
+    for index in plan.indices:
+        if not index.managed and index.name in options.adopt:
+            adopt(es, index.name, deployment)
+            index.managed = True
+    cleaned: list[str] = []
+    if not options.reindex.resume:
+        cleaned = clean_stale(es, deployment, [i.name for i in plan.indices])
+        _save_start(tables, options, plan.started, [i.name for i in plan.indices])
     apply_template(es, engine, template_spec(settings))
     if options.strategy == "delete":
         result = _delete_flow(es, ddb, settings, tables, options, plan, progress, started)
     else:
         result = _blue_green_flow(
-            es, ddb, streams, settings, tables, options, plan, progress, started, rebuild_start
+            es, ddb, streams, settings, tables, options, plan, progress, started
         )
+    result.cleaned = cleaned
     _reload_state_path(tables).unlink(missing_ok=True)
     return result
+
+
+def clean_stale(es: Any, deployment: str, names: list[str]) -> list[str]:
+    """Before a new load: markers left by a killed or abandoned reload, and generations that
+    were never swapped in (newer than what X serves, served by nobody). Owned ones only."""
+    cleaned = []
+    for name in names:
+        kind, behind = current(es, name)
+        served = [t for t in (generation_time(b) for b in behind) if t is not None]
+        newest_served = max(served) if kind == "alias" and served else None
+        for generation in generations(es, name):
+            if ownership(es, generation, deployment).status != OWNED:
+                continue
+            aliases = aliases_of(es, generation)
+            marker = rebuild_marker(name)
+            if marker in aliases:
+                es.indices.delete_alias(index=generation, name=marker)
+                aliases.remove(marker)
+                cleaned.append(f"{marker} -> {generation}")
+            made = generation_time(generation)
+            if not aliases and (newest_served is None or (made and made > newest_served)):
+                _delete_owned(es, generation, deployment)
+                cleaned.append(generation)
+    if cleaned:
+        log.warning("cleaned what earlier reloads left: %s", ", ".join(cleaned))
+    return cleaned
+
+
+def _delete_owned(es: Any, index: str, deployment: str) -> None:
+    """Delete a concrete index after asking, right now, that it is ours and serves no alias."""
+    require_owned(es, [index], deployment, f"deleting {index}")
+    serving = aliases_of(es, index)
+    if serving:
+        raise NotOwned(f"not deleting {index}: aliases {', '.join(serving)} point at it")
+    es.indices.delete(index=index)
 
 
 def _delete_flow(
@@ -326,16 +422,18 @@ def _delete_flow(
     started: float,
 ) -> ReloadSummary:
     deleted: list[str] = []
+    deployment = settings.deployment_name
     if not options.reindex.resume:
         for index in plan.indices:
             if index.action != "delete":
                 continue
-            if index.now == "alias":  # a former blue/green generation: drop alias and indices
-                es.indices.delete(index=",".join(index.behind))
-                deleted.extend(index.behind)
-            else:
-                es.indices.delete(index=index.name)
-                deleted.append(index.name)
+            # Asked again now: the plan may be minutes old.
+            require_owned(es, [index.name], deployment, f"deleting {index.name}")
+            _kind, behind = current(es, index.name)
+            es.indices.delete(index=",".join(behind))
+            deleted.extend(behind)
+            # At once, so a stream write meanwhile cannot create it without the mark.
+            create_owned_index(es, index.name, deployment)
             log.info("deleted %s", index.name)
     reindex_options = replace(options.reindex, bulk_load_settings=None)
     summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
@@ -374,8 +472,8 @@ def _blue_green_flow(
     plan: ReloadPlan,
     progress: Progress | None,
     started: float,
-    rebuild_start: datetime,
 ) -> ReloadSummary:
+    deployment = settings.deployment_name
     reindex_options = replace(
         options.reindex,
         index_suffix=plan.generation,
@@ -384,83 +482,135 @@ def _blue_green_flow(
         state_path=options.reindex.state_path
         or state_path_for(tables).with_name(f"reload{plan.generation}.json"),
     )
-    _mark_rebuilds(es, plan)
+    _mark_rebuilds(es, plan, deployment)
     # The stream handler looks for rebuild markers every REBUILD_CHECK_SECONDS: once it has seen
     # them, every change is written to both generations, so the scan may start.
     time.sleep(options.marker_wait)
+    # An interruption (Ctrl-C, a lost connection) keeps the generations AND their markers: the
+    # stream handler keeps them current until `--resume` swaps them or a new reload abandons
+    # them. What is known to be wrong (verification, a refused swap) is abandoned at once.
+    summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
+    counts, _invalid, _rcu = type_counts(ddb, settings, tables, options.reindex.segments)
+    planned = {index.name for index in plan.indices}
+    appeared = {name: "" for name in counts if name not in planned}
+    verify = _verify(
+        es,
+        {n: c for n, c in counts.items() if n in planned},
+        options.verify_tolerance,
+        plan.generation,
+    )
     try:
-        summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
-        counts, _invalid, _rcu = type_counts(ddb, settings, tables, options.reindex.segments)
-        verify = _verify(es, dict(counts), options.verify_tolerance, plan.generation)
         if not all(v["ok"] for v in verify.values()):
-            raise Ddb2esError(
-                f"verification failed, nothing was swapped (the old indices still serve): {verify}"
+            raise VerificationFailed(
+                f"verification failed, nothing was swapped (the old indices still serve; "
+                f"the new generation {plan.generation} was deleted): {verify}"
             )
-        swapped = _swap(es, plan, summary, options.adopt)
-    except BaseException:
-        _unmark_rebuilds(es, plan)
+        _settle_appeared(es, plan, appeared, deployment)
+        swapped = _swap(es, plan, deployment)
+    except Ddb2esError:
+        abandon(es, plan, deployment)
+        _reload_state_path(tables).unlink(missing_ok=True)  # nothing left to resume
         raise
-    replayed = _replay(es, ddb, streams, settings, tables, rebuild_start) if options.replay else 0
-    deleted = _prune(es, plan, options.keep)
+    replayed = _replay(es, ddb, streams, settings, tables, plan.started) if options.replay else 0
+    deleted = _prune(es, plan, options.keep, deployment)
     return ReloadSummary(
-        plan, summary, verify, swapped, deleted, replayed, time.monotonic() - started
+        plan,
+        summary,
+        verify,
+        swapped,
+        deleted,
+        replayed,
+        time.monotonic() - started,
+        appeared,
     )
 
 
-def _mark_rebuilds(es: Any, plan: ReloadPlan) -> None:
+def _mark_rebuilds(es: Any, plan: ReloadPlan, deployment: str) -> None:
     """Create the new generations and point X-rebuilding at each (see stream.py)."""
     actions = []
     for index in plan.indices:
         if index.new_index is None:
             continue
-        create_managed_index(es, index.new_index)
-        actions.append({"add": {"index": index.new_index, "alias": index.name + REBUILD_SUFFIX}})
+        create_owned_index(es, index.new_index, deployment)
+        require_owned(es, [index.new_index], deployment, f"loading {index.new_index}")
+        actions.append({"add": {"index": index.new_index, "alias": rebuild_marker(index.name)}})
     if actions:
         es.indices.update_aliases(body={"actions": actions})
 
 
-def _unmark_rebuilds(es: Any, plan: ReloadPlan) -> None:
+def abandon(es: Any, plan: ReloadPlan, deployment: str) -> list[str]:
+    """Delete this run's generations that are not swapped in (markers go with them)."""
+    deleted = []
     for index in plan.indices:
-        if index.new_index and es.indices.exists_alias(name=index.name + REBUILD_SUFFIX):
-            es.indices.delete_alias(index=index.new_index, name=index.name + REBUILD_SUFFIX)
+        new = index.new_index
+        if new is None or not es.indices.exists(index=new):
+            continue
+        aliases = [a for a in aliases_of(es, new) if a != rebuild_marker(index.name)]
+        if aliases:
+            continue  # serving already: not abandoned
+        try:
+            _delete_owned(es, new, deployment)
+            deleted.append(new)
+        except NotOwned as exc:
+            log.error("%s", exc)
+    if deleted:
+        log.warning("abandoned generation %s: deleted %s", plan.generation, ", ".join(deleted))
+    return deleted
 
 
-def _swap(es: Any, plan: ReloadPlan, summary: ReindexSummary, adopt: tuple[str, ...]) -> list[str]:
-    """Every alias moves in one atomic `_aliases` call; concrete indices are replaced in it.
+def _settle_appeared(es: Any, plan: ReloadPlan, appeared: dict[str, str], deployment: str) -> None:
+    """Types unseen at planning time are never swapped: X may be another application's alias,
+    or an index the stream handler created (which holds every item of X, all younger than the
+    load). Their generation, if the scan made one, is deleted when it is ours."""
+    for name in sorted(appeared):
+        found = ownership(es, name, deployment)
+        generation = name + plan.generation
+        if es.indices.exists(index=generation):
+            try:
+                _delete_owned(es, generation, deployment)
+            except NotOwned as exc:
+                log.error("%s", exc)
+        if found.kind == "missing":
+            note = "not indexed yet: no index or alias of that name exists; run reindex"
+        elif found.owned:
+            note = (
+                f"served by {found.kind} {name} (the stream handler); the next reload migrates it"
+            )
+        else:
+            note = f"left alone: {found.reason(deployment)}"
+        appeared[name] = note
+        log.warning("type %s appeared during the load: %s", name, note)
 
-    What each name is now is read again here, not taken from the plan: while the load ran, the
-    stream handler may have created an index of a type that was new then."""
+
+def _swap(es: Any, plan: ReloadPlan, deployment: str) -> list[str]:
+    """Every planned alias moves in one atomic `_aliases` call; concrete indices are replaced
+    in it. Only planned names, each asked again now: still ours, still not a `.` name. Every
+    planned generation is swapped (on --resume too: the load of all of them is complete)."""
     actions: list[dict[str, Any]] = []
-    aliases = []
-    planned = {index.name for index in plan.indices}
-    for new in sorted(summary.indices):
-        if not new.endswith(plan.generation):
+    records: list[tuple[str, list[str], str]] = []
+    for index in plan.indices:
+        new = index.new_index
+        if new is None:
             continue
-        alias = new[: -len(plan.generation)]
-        now_is, behind = _current(es, alias)
-        if alias not in planned and now_is == "index":
-            # A type that first appeared during the load: the stream handler created X and has
-            # written every item of it since (all are younger than the rebuild), while the new
-            # generation may have missed some. X stays; the next reload migrates it.
-            log.info("%s appeared during the load and stays as it is", alias)
-            es.indices.delete(index=new)
-            continue
-        if now_is == "alias":
+        alias = index.name
+        if not es.indices.exists(index=new):
+            raise ReloadRefused(f"nothing was swapped: the generation {new} is gone")
+        require_owned(es, [alias, new], deployment, f"swapping {alias}")
+        kind, behind = current(es, alias)
+        if kind == "alias":
             actions += [{"remove": {"index": old, "alias": alias}} for old in behind]
-        elif now_is == "index":
-            if not (_is_managed(es, alias) or alias in adopt):
-                raise ReloadRefused(
-                    f"nothing was swapped: {alias} is an index ddb2es does not "
-                    f"manage; pass --adopt {alias} to replace it"
-                )
+        elif kind == "index":
             actions.append({"remove_index": {"index": alias}})
         actions.append({"add": {"index": new, "alias": alias, "is_write_index": True}})
-        if es.indices.exists_alias(name=alias + REBUILD_SUFFIX):
-            actions.append({"remove": {"index": new, "alias": alias + REBUILD_SUFFIX}})
-        aliases.append(alias)
+        actions.append({"remove": {"index": new, "alias": rebuild_marker(alias)}})
+        # A concrete index is deleted by remove_index: nothing to roll back to.
+        records.append((alias, behind if kind == "alias" else [], new))
     if actions:
         es.indices.update_aliases(body={"actions": actions})
-    return aliases
+    at = datetime.now(timezone.utc)
+    for alias, replaced, new in records:
+        record_swap(es, deployment, alias, replaced, new, at)
+    return [alias for alias, _replaced, _new in records]
 
 
 def _replay(
@@ -471,7 +621,7 @@ def _replay(
     tables: list[TableSettings],
     since: datetime,
 ) -> int:
-    """Apply what the tables' streams recorded since the rebuild began, through the aliases."""
+    """Apply what the tables' streams recorded since `since`, through the aliases."""
     from ddb2es_cli.stream_runner import StreamOptions, run_stream
 
     with_streams = [t for t in tables if describe_table(ddb, t.name).stream_arn]
@@ -486,59 +636,185 @@ def _replay(
     return sum(t.records for t in summary.tables.values())
 
 
-def _prune(es: Any, plan: ReloadPlan, keep: int) -> list[str]:
-    """Delete generations older than the newest `keep` previous ones (managed ones only)."""
+def _prune(es: Any, plan: ReloadPlan, keep: int, deployment: str) -> list[str]:
+    """Delete generations older than the newest `keep` previous ones. Never one an alias
+    points at, never the one the last swap replaced (rollback's target), never one not ours."""
+    keep = max(1, keep)
     deleted: list[str] = []
     for index in plan.indices:
-        generations = _generations(es, index.name)
+        record = last_swap(es, deployment, index.name) or {}
+        protected = set(record.get("replaced", [])) | {record.get("new", "")}
         current = index.new_index
-        older = [g for g in generations if g != current and (current is None or g < current)]
+        older = [g for g in generations(es, index.name) if current is None or g < current]
         for stale in older[: max(0, len(older) - keep)]:
-            if _is_managed(es, stale):
-                es.indices.delete(index=stale)
+            if stale in protected:
+                continue
+            try:
+                _delete_owned(es, stale, deployment)
                 deleted.append(stale)
+            except NotOwned as exc:
+                log.warning("%s", exc)
     return deleted
-
-
-def _generations(es: Any, alias: str) -> list[str]:
-    found = es.indices.get(index=f"{alias}-*", expand_wildcards="open")
-    return sorted(n for n in found if _GENERATION.search(n) and n[:-_GENERATION_LEN] == alias)
 
 
 # --- rollback ------------------------------------------------------------------------------------
 
 
+@dataclass
+class Rollback:
+    """One alias going back to the generation its last swap replaced."""
+
+    alias: str
+    from_index: str
+    to_index: str
+    swapped_at: str
+    age_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "from": self.from_index,
+            "to": self.to_index,
+            "swapped_at": self.swapped_at,
+            "age_s": round(self.age_s),
+        }
+
+    def line(self, done: bool) -> str:
+        verb = "moved" if done else "would move"
+        return (
+            f"{verb} {self.alias}: {self.from_index} -> {self.to_index} (replaced by the swap "
+            f"of {self.swapped_at}, {_age(self.age_s)} ago; it lacks every change since then "
+            f"until brought current)"
+        )
+
+
+@dataclass
+class RollbackResult:
+    moves: list[Rollback]
+    skipped: dict[str, str]
+    dry_run: bool
+    caught_up: str = ""  # how the old generations were brought current
+    replayed: int = 0
+    reindexed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "moves": [m.as_dict() for m in self.moves],
+            "skipped": self.skipped,
+            "caught_up": self.caught_up,
+            "replayed_records": self.replayed,
+            "reindexed_documents": self.reindexed,
+        }
+
+    def lines(self) -> list[str]:
+        out = [m.line(not self.dry_run) for m in self.moves]
+        out += [f"not moved {name}: {why}" for name, why in sorted(self.skipped.items())]
+        if self.caught_up:
+            out.append(self.caught_up)
+        return out
+
+
+def plan_rollback(
+    es: Any, ddb: Any, settings: Settings, tables: list[TableSettings], segments: int
+) -> RollbackResult:
+    """For each alias of the tables: the generation its last swap replaced (recorded at swap
+    time), only while the alias still points where that swap put it."""
+    deployment = settings.deployment_name
+    counts, _invalid, _rcu = type_counts(ddb, settings, tables, segments)
+    now = datetime.now(timezone.utc)
+    moves: list[Rollback] = []
+    skipped: dict[str, str] = {}
+    for name in sorted(counts):
+        record = last_swap(es, deployment, name)
+        kind, behind = current(es, name)
+        if record is None or kind != "alias":
+            continue
+        replaced = [str(r) for r in record.get("replaced", [])]
+        if behind != [record.get("new")]:
+            skipped[name] = (
+                f"points at {','.join(behind)}, not at {record.get('new')} where the last "
+                "swap put it"
+            )
+        elif len(replaced) != 1:
+            skipped[name] = (
+                "the last swap replaced a concrete index (deleted): nothing to go back to"
+            )
+        elif not es.indices.exists(index=replaced[0]):
+            skipped[name] = f"{replaced[0]} no longer exists"
+        elif ownership(es, replaced[0], deployment).status != OWNED:
+            skipped[name] = ownership(es, replaced[0], deployment).reason(deployment)
+        else:
+            at = datetime.fromisoformat(str(record["at"]))
+            moves.append(
+                Rollback(
+                    name, behind[0], replaced[0], str(record["at"]), (now - at).total_seconds()
+                )
+            )
+    return RollbackResult(moves, skipped, dry_run=True)
+
+
 def rollback(
     es: Any,
     ddb: Any,
+    streams: Any,
     settings: Settings,
     tables: list[TableSettings],
     segments: int,
     dry_run: bool = False,
-) -> list[dict[str, str]]:
-    """Point each alias of the tables back at its previous generation, in one atomic call."""
-    counts, _invalid, _rcu = type_counts(ddb, settings, tables, segments)
-    moves: list[dict[str, str]] = []
-    for name in sorted(counts):
-        if not es.indices.exists_alias(name=name):
-            continue
-        current = sorted(es.indices.get_alias(name=name))
-        generations = _generations(es, name)
-        older = [g for g in generations if current and g < current[0]]
-        if not older:
-            continue
-        moves.append({"alias": name, "from": current[0], "to": older[-1]})
-    if not moves:
-        raise Ddb2esError("nothing to roll back: no alias of these tables has an older generation")
-    if not dry_run:
+    break_lock: bool = False,
+) -> RollbackResult:
+    """Point each alias back at the generation its last swap replaced, in one atomic call,
+    then bring those generations current: a replay of the tables' streams from the swap (so
+    deletes arrive too) when every table has one, else a reindex of the tables into them."""
+    deployment = settings.deployment_name
+    result = plan_rollback(es, ddb, settings, tables, segments)
+    if not result.moves:
+        raise Ddb2esError(
+            "nothing to roll back: no alias of these tables has a recorded previous generation"
+            + "".join(f"; {n}: {why}" for n, why in sorted(result.skipped.items()))
+        )
+    if dry_run:
+        return result
+    with run_lock(es, deployment, [t.name for t in tables], "reload rollback", force=break_lock):
         actions: list[dict[str, Any]] = []
-        for move in moves:
-            actions.append({"remove": {"index": move["from"], "alias": move["alias"]}})
+        for move in result.moves:
+            require_owned(es, [move.alias, move.to_index], deployment, f"rolling back {move.alias}")
+            actions.append({"remove": {"index": move.from_index, "alias": move.alias}})
             actions.append(
-                {"add": {"index": move["to"], "alias": move["alias"], "is_write_index": True}}
+                {"add": {"index": move.to_index, "alias": move.alias, "is_write_index": True}}
             )
         es.indices.update_aliases(body={"actions": actions})
-    return moves
+        at = datetime.now(timezone.utc)
+        for move in result.moves:
+            record_swap(es, deployment, move.alias, [move.from_index], move.to_index, at)
+        result.dry_run = False
+        since = min(datetime.fromisoformat(m.swapped_at) for m in result.moves)
+        with_streams = all(describe_table(ddb, t.name).stream_arn for t in tables)
+        if with_streams and at - since < timedelta(hours=23):
+            result.replayed = _replay(es, ddb, streams, settings, tables, since)
+            result.caught_up = (
+                f"brought current: replayed {result.replayed} stream records "
+                f"since {since.isoformat()}"
+            )
+        else:
+            summary = run_reindex(
+                ddb, es, settings, tables, ReindexOptions(segments=segments, failures_path=None)
+            )
+            result.reindexed = sum(t.indexed for t in summary.tables.values())
+            result.caught_up = (
+                f"brought current by a reindex ({result.reindexed} documents); items deleted "
+                "since the swap are still in it: run `ddb2es drift --repair`"
+            )
+    return result
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # --- resume --------------------------------------------------------------------------------------
@@ -563,8 +839,20 @@ def _saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetim
     return datetime.fromisoformat(saved["started"])
 
 
-def _save_start(tables: list[TableSettings], options: ReloadOptions, moment: datetime) -> None:
-    """What --resume needs to continue the same generation."""
+def _saved_indices(tables: list[TableSettings]) -> set[str] | None:
+    try:
+        saved = json.loads(_reload_state_path(tables).read_text())
+    except (OSError, ValueError):
+        return None
+    names = saved.get("indices")
+    return set(names) if isinstance(names, list) else None
+
+
+def _save_start(
+    tables: list[TableSettings], options: ReloadOptions, moment: datetime, indices: list[str]
+) -> None:
+    """What --resume needs to continue the same generation: its time and its planned names."""
     write_json_atomic(
-        _reload_state_path(tables), {"strategy": options.strategy, "started": moment.isoformat()}
+        _reload_state_path(tables),
+        {"strategy": options.strategy, "started": moment.isoformat(), "indices": indices},
     )

@@ -383,10 +383,6 @@ def _error_text(error: Any, status: int) -> str:
 BULK_LOAD_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
 
 
-MANAGED_META = {"managed_by": "ddb2es"}
-REBUILD_SUFFIX = "-rebuilding"  # alias of a generation being loaded by `reload` (see stream.py)
-
-
 def current_load_settings(
     client: Any, index: str, names: Iterable[str] = tuple(BULK_LOAD_SETTINGS)
 ) -> dict[str, Any]:
@@ -396,17 +392,6 @@ def current_load_settings(
     first: dict[str, Any] = next(iter(found.values()), {})
     settings = first.get("settings", {}).get("index", {})
     return {name: settings.get(name) for name in wanted}
-
-
-def create_managed_index(client: Any, index: str) -> bool:
-    """Create `index` marked as ddb2es's (mapping `_meta`); False when it exists already."""
-    try:
-        client.indices.create(index=index, body={"mappings": {"_meta": MANAGED_META}})
-        return True
-    except Exception as exc:  # created meanwhile (a stream writer), or rejected
-        if "already_exists" in str(exc) or "resource_already" in str(exc):
-            return False
-        raise
 
 
 _TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Any
 
 from ddb2es_cli.config import SearchSettings
+from ddb2es_cli.ownership import create_owned_index, deployment_name, marked_generations
 from ddb2es_cli.retry import CONFLICT_STATUS, status_of
-from ddb2es_cli.sink import REBUILD_SUFFIX, BulkOptions, BulkWriter, delete_action, index_action
+from ddb2es_cli.sink import BulkOptions, BulkWriter, delete_action, index_action
 from ddb2es_cli.transform import (
     TableShape,
     TransformError,
@@ -48,6 +49,7 @@ LAMBDA_MODULES = (
     "config.py",
     "transform.py",
     "clients.py",
+    "ownership.py",
     "retry.py",
     "sink.py",
     "stream.py",
@@ -72,6 +74,7 @@ class StreamConfig:
     default_type: str = "default"
     index_prefix: str = ""
     max_bulk_bytes: int = MAX_BULK_BYTES
+    deployment: str | None = None  # None: derived from index_prefix (ownership.py)
 
     def shape(self, keys: Mapping[str, Any]) -> TableShape:
         names = sorted(keys)
@@ -310,6 +313,7 @@ def apply_batch(
     """
     result = StreamResult()
     ops = plan_batch(records, config, result)
+    _create_indices(es, ops, deployment_name(config.deployment, config.index_prefix))
     try:
         ops += _rebuild_copies(es, ops, config.index_prefix)
     except Exception as exc:  # the marker lookup failed: nothing was written yet
@@ -409,30 +413,25 @@ MARKER_FORBIDDEN = (
     "generation that `ddb2es reload --strategy blue-green` is loading (its swap would serve "
     "stale data); grant alias reads (see docs/deploy.md, permissions)"
 )
-_rebuilds: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
+_rebuilds: dict[tuple[int, str], tuple[float, dict[str, list[str]]]] = {}
 
 
-def rebuilding_indices(es: Any, prefix: str) -> dict[str, str]:
-    """X -> the generation being loaded for it (where an alias X-rebuilding exists)."""
+def rebuilding_indices(es: Any, prefix: str) -> dict[str, list[str]]:
+    """X -> every generation being loaded for it (where an alias X-rebuilding exists). More
+    than one when a killed reload left its marker: each gets the copies, so whichever is
+    swapped in later is complete."""
     key = (id(es), prefix)
     now = time.monotonic()
     cached = _rebuilds.get(key)
     if cached and now - cached[0] < REBUILD_CHECK_SECONDS:
         return cached[1]
     try:
-        found = es.indices.get_alias(name=f"{prefix}*{REBUILD_SUFFIX}")
-    except Exception as exc:  # 404: no rebuild runs
-        if status_of(exc) == 403:
-            _warn_once("marker-403", MARKER_FORBIDDEN)
-        elif status_of(exc) != 404:
+        targets = marked_generations(es, prefix)
+    except Exception as exc:
+        if status_of(exc) != 403:
             raise
-        found = {}
-    targets = {
-        alias[: -len(REBUILD_SUFFIX)]: index
-        for index, info in found.items()
-        for alias in info.get("aliases", {})
-        if alias.endswith(REBUILD_SUFFIX)
-    }
+        _warn_once("marker-403", MARKER_FORBIDDEN)
+        targets = {}
     _rebuilds[key] = (now, targets)
     return targets
 
@@ -444,12 +443,34 @@ def _rebuild_copies(es: Any, ops: list[_Op], prefix: str) -> list[_Op]:
     copies = []
     for op in ops:
         meta = next(iter(op.action[0].values()))
-        generation = targets.get(meta["_index"])
-        if generation is not None:
-            kind = next(iter(op.action[0]))
+        kind = next(iter(op.action[0]))
+        for generation in targets.get(meta["_index"], []):
             copy_meta = {**meta, "_index": generation}
             copies.append(_Op(op.position, ({kind: copy_meta}, op.action[1]), rebuild_copy=True))
     return copies
+
+
+# Indices this process saw exist (or created), and when: one create call per index and minute,
+# so an index deleted meanwhile (`reload --strategy delete`) is created again with the mark.
+KNOWN_INDEX_SECONDS = 60.0
+_known_indices: dict[tuple[int, str], float] = {}
+
+
+def _create_indices(es: Any, ops: list[_Op], deployment: str) -> None:
+    """Create each index a batch writes to, with this deployment's mark, before the bulk: an
+    index the engine created on its own would carry no mark, and ddb2es would not own it."""
+    for op in ops:
+        kind, meta = next(iter(op.action[0].items()))
+        key = (id(es), meta["_index"])
+        seen = _known_indices.get(key)
+        if kind == "delete" or (seen and time.monotonic() - seen < KNOWN_INDEX_SECONDS):
+            continue
+        try:
+            if create_owned_index(es, meta["_index"], deployment):
+                log.info("created index %s (deployment %s)", meta["_index"], deployment)
+            _known_indices[key] = time.monotonic()
+        except Exception as exc:  # e.g. a role allowed only to write: the bulk still runs
+            _warn_once(f"create-{meta['_index']}", f"could not create {meta['_index']}: {exc}")
 
 
 def batch_item_failures(
@@ -520,6 +541,7 @@ def config_from_env(env: Mapping[str, str]) -> tuple[SearchSettings, StreamConfi
         type_attribute=env.get("DDB2ES_TYPE_ATTRIBUTE", "TYPE"),
         default_type=env.get("DDB2ES_DEFAULT_TYPE", "default"),
         index_prefix=env.get("DDB2ES_INDEX_PREFIX", ""),
+        deployment=env.get("DDB2ES_DEPLOYMENT") or None,
     )
     return search, config
 

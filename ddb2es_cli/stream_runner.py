@@ -175,7 +175,10 @@ class _Runner:
             self.arns[table.name] = info.stream_arn
             self.stats[table.name] = TableStreamStats(table.name, info.stream_arn)
             self.configs[table.name] = StreamConfig(
-                table.type_attribute, table.default_type, table.index_prefix
+                table.type_attribute,
+                table.default_type,
+                table.index_prefix,
+                deployment=settings.deployment_name,
             )
         self.shards: dict[str, _Shard] = {}
 

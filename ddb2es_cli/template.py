@@ -6,8 +6,11 @@ The body (see `render`) holds:
 - a dynamic template that maps every dynamically detected number (`long` and `double`) to
   `double`: DynamoDB numbers carry no integer/decimal distinction, so without it the first item
   decides the field type and later decimals are truncated in the index (SPEC, Template);
-- `_meta: {"managed_by": "ddb2es"}` on the template and in its mappings, so every index created
-  from it carries the mark in its own mapping (`GET <index>/_mapping`).
+- no ownership mark in its mappings: the template matches indices of other applications too
+  (`*` by default), so a mark there would claim them. ddb2es marks the indices it creates itself
+  (see ownership.py); only the composable template object carries `_meta.managed_by`, which
+  names the template's author and never reaches an index. Templates of older versions put the
+  mark into every new index: `template apply` replaces them, `doctor` explains what that left.
 
 Flavours: composable `_index_template` where the engine has it (Elasticsearch 7.8+, OpenSearch
 1+), legacy `_template` otherwise (Elasticsearch 6.x-7.7; 6.x wants its mappings under a type).
@@ -17,10 +20,8 @@ configured `index_prefix` narrows it to `<prefix>*`, which is what we recommend)
 - Real Elasticsearch (7.7+) and OpenSearch skip templates whose pattern is exactly `*` when they
   create a *hidden* index, which covers data-stream backing indices and most system indices. Dot
   indices that are not hidden (older plugins, some OpenSearch plugin indices) do match `*`; the
-  template then gives them one shard, the number mapping for fields they map dynamically, and
-  the `managed_by` mark. So the mark means "created while this template matched", not "owned by
-  ddb2es": commands that delete must also check that the index name is one a configured table
-  maps to. (The local stand-ins, osmem and noida, apply `*` templates to hidden indices too.)
+  template then gives them one shard and the number mapping for fields they map dynamically.
+  (The local stand-ins, osmem and noida, apply `*` templates to hidden indices too.)
 - Composable templates do not merge: the one with the highest priority wins alone. The default
   priority is low (`DEFAULT_PRIORITY`, 10): below Elasticsearch's built-in templates (100: logs,
   metrics, synthetics...) and Fleet's (up to 200), so data streams keep their templates (and
@@ -45,7 +46,6 @@ from typing import Any, Literal
 from ddb2es_cli.clients import Engine
 from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
-from ddb2es_cli.sink import MANAGED_META
 
 Flavour = Literal["composable", "legacy"]
 COMPOSABLE: Flavour = "composable"
@@ -53,9 +53,10 @@ LEGACY: Flavour = "legacy"
 FLAVOURS: tuple[Flavour, ...] = (COMPOSABLE, LEGACY)
 
 DEFAULT_NAME = "ddb2es-single-shard"
+TEMPLATE_META = {"managed_by": "ddb2es"}  # on the template object only, never in its mappings
 DEFAULT_PRIORITY = 10
 # Bumped when the body changes shape, so `GET _cat/templates` shows which ddb2es wrote it.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: the mappings carry no ownership mark
 
 # Keys some engine versions add on their own (Elasticsearch 9.1+ stamps dates on templates).
 _ENGINE_KEYS = frozenset(
@@ -204,7 +205,7 @@ def render(
     index_settings: dict[str, Any] = {"number_of_shards": 1}
     if spec.replicas is not None:
         index_settings["number_of_replicas"] = spec.replicas
-    mappings: dict[str, Any] = {"_meta": dict(MANAGED_META)}
+    mappings: dict[str, Any] = {}
     if spec.numbers_as_double:
         # Two entries, not one with a list: `match_mapping_type` lists need Elasticsearch 8.9+.
         mappings["dynamic_templates"] = [
@@ -224,8 +225,8 @@ def render(
             "index_patterns": list(spec.patterns),
             "priority": spec.priority,
             "version": TEMPLATE_VERSION,
-            "_meta": dict(MANAGED_META),
-            "template": {"settings": settings, "mappings": mappings},
+            "_meta": dict(TEMPLATE_META),
+            "template": _section(settings, mappings),
         }
     if flavour == LEGACY:
         # Legacy templates merge (by `order`) instead of one winning; they have no `_meta`.
@@ -233,10 +234,13 @@ def render(
             "index_patterns": list(spec.patterns),
             "order": spec.priority,
             "version": TEMPLATE_VERSION,
-            "settings": settings,
-            "mappings": mappings,
+            **_section(settings, mappings),
         }
     raise ConfigError(f"unknown template flavour {flavour!r}: use composable or legacy")
+
+
+def _section(settings: dict[str, Any], mappings: dict[str, Any]) -> dict[str, Any]:
+    return {"settings": settings, "mappings": mappings} if mappings else {"settings": settings}
 
 
 # --- comparing ----------------------------------------------------------------------------------

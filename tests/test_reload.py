@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from ddb2es_cli.cli import cli
 from ddb2es_cli.clients import Engine, make_dynamodb_client
 from ddb2es_cli.config import DynamoSettings, Settings
+from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.reload import ReloadOptions, ReloadRefused, plan_reload, rollback, run_reload
 from ddb2es_cli.stream_runner import StreamOptions, run_stream
 from tests.conftest import Stack
@@ -146,10 +147,15 @@ def test_migration_from_concrete_index_to_alias_and_rollback(stack: Stack, tmp_p
     gen2 = alias_targets(stack)[name]
     assert gen2 == [name + second.plan.generation] and gen2 != gen1
     assert stack.es.count(index=name)["count"] == 21
-    moves = rollback(stack.es, stack.ddb, settings, list(settings.tables), segments=2)
-    assert moves == [{"alias": name, "from": gen2[0], "to": gen1[0]}]
+    result = rollback(
+        stack.es, stack.ddb, streams_client(stack), settings, list(settings.tables), segments=2
+    )
+    moves = [m.as_dict() for m in result.moves]
+    assert [(m["alias"], m["from"], m["to"]) for m in moves] == [(name, gen2[0], gen1[0])]
     assert alias_targets(stack)[name] == gen1
-    assert stack.es.count(index=name)["count"] == 20
+    # Brought current after the move (no stream here: by a reindex of the table).
+    stack.es.indices.refresh(index=name)
+    assert stack.es.count(index=name)["count"] == 21
 
 
 def test_keep_prunes_older_generations(stack: Stack, tmp_path: Path) -> None:
@@ -311,7 +317,10 @@ def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
             options,
             plan=plan,
         )
-    assert alias_targets(stack) == before  # the old generation still serves
+    after = alias_targets(stack)
+    # The old generation still serves; the marker stays so the stream keeps the new one current.
+    assert after.pop(f"{stack.prefix}r-rebuilding") == [f"{stack.prefix}r{plan.generation}"]
+    assert after == before
     assert stack.es.count(index=f"{stack.prefix}r")["count"] == 200
     resumed = ReloadOptions(marker_wait=0.2, reindex=replace(small, resume=True))
     summary = run_reload(
@@ -321,3 +330,385 @@ def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
     assert stack.es.count(index=f"{stack.prefix}r")["count"] == 250
     assert alias_targets(stack)[f"{stack.prefix}r"] == [f"{stack.prefix}r{plan.generation}"]
     assert not [i for i in stack.indices() if i.endswith("-rebuilding")]
+
+
+# --- issue 10: ownership, interrupt/resume, rollback, markers, verification ---------------------
+
+
+class Hooked:
+    """The real client; `hook(name, kwargs)` runs before each `indices.<name>` call."""
+
+    def __init__(self, client: Any, hook: Any) -> None:
+        self._client = client
+        self._hook = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @property
+    def indices(self) -> Any:
+        outer = self
+
+        class _Indices:
+            def __getattr__(self, name: str) -> Any:
+                real = getattr(outer._client.indices, name)
+
+                def call(*args: Any, **kwargs: Any) -> Any:
+                    outer._hook(name, kwargs)
+                    return real(*args, **kwargs)
+
+                return call
+
+        return _Indices()
+
+
+def run_hooked(stack: Stack, settings: Settings, hook: Any, **overrides: Any) -> Any:
+    opts = ReloadOptions(
+        marker_wait=0.2, reindex=reindex_options(Path.cwd(), state_path=None), **overrides
+    )
+    return run_reload(
+        Hooked(stack.es, hook),
+        ENGINE,
+        stack.ddb,
+        streams_client(stack),
+        settings,
+        list(settings.tables),
+        opts,
+    )
+
+
+def test_a_type_that_appears_during_the_load_never_moves_a_foreign_alias(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Old code: the swap re-pointed another application's alias at ddb2es's new index."""
+    table = stack.create_table("appear")
+    stack.put_items(table, sample_items(10, types=("main",)))
+    settings = stack.settings(table)
+    theirs, alias = f"{stack.prefix}logs-app", f"{stack.prefix}logs"
+    stack.es.indices.create(index=theirs)
+    stack.es.indices.update_aliases(body={"actions": [{"add": {"index": theirs, "alias": alias}}]})
+    added = []
+
+    def hook(name: str, kwargs: dict[str, Any]) -> None:
+        if name == "update_aliases" and not added:  # the rebuild markers: the load starts
+            added.append(True)
+            stack.put_items(table, sample_items(3, types=("logs",), key_prefix="late-"))
+
+    summary = run_hooked(stack, settings, hook)
+    assert summary.verified
+    assert alias_targets(stack)[alias] == [theirs]
+    assert alias in summary.appeared and "left alone" in summary.appeared[alias]
+    assert not [i for i in stack.indices() if i.startswith(alias + "-2")]
+
+
+def test_types_created_during_the_load_pass_verification_with_tolerance_0(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Old code: the new type had no generation, so verification failed and nothing swapped."""
+    table = stack.create_table("busy")
+    stack.put_items(table, sample_items(10, types=("b",)))
+    settings = stack.settings(table)
+    added = []
+
+    def hook(name: str, kwargs: dict[str, Any]) -> None:
+        if name == "refresh" and not added:  # the load is written; the table moves on
+            added.append(True)
+            stack.put_items(table, sample_items(2, types=("newer",), key_prefix="new-"))
+
+    summary = run_hooked(stack, settings, hook, verify_tolerance=0)
+    assert summary.verified and summary.swapped == [f"{stack.prefix}b"]
+    assert f"{stack.prefix}newer" in summary.appeared
+
+
+def served_documents(stack: Stack) -> dict[tuple[str, str], Any]:
+    """What the application sees: the documents behind the aliases, not behind markers."""
+    return {k: v for k, v in alias_documents(stack).items() if not k[0].endswith("-rebuilding")}
+
+
+class Interrupt:
+    """Progress that presses Ctrl-C after `pages` pages."""
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+
+    def start(self, table: str, estimated_items: int) -> None:
+        pass
+
+    def advance(self, table: str, items: int) -> None:
+        self.pages -= 1
+        if self.pages == 0:
+            raise KeyboardInterrupt
+
+
+def wait_until(condition: Any, what: str, seconds: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        threading.Event().wait(0.1)
+
+
+def test_ctrl_c_then_resume_never_serves_stale_data(stack: Stack, tmp_path: Path) -> None:
+    """Old code: Ctrl-C removed the rebuild marker, so writes until --resume never reached
+    the new generation, which was then swapped in with old values."""
+    table = stack.create_table("ctrlc", stream=True)
+    stack.put_items(table, sample_items(300, types=("x", "y")))
+    settings = stack.settings(table)
+    reload(stack, settings, tmp_path)
+    live_state = tmp_path / "live-stream.json"
+    stop_follower, stop_writer = threading.Event(), threading.Event()
+    writes = [0]
+
+    def follow() -> None:
+        run_stream(
+            stack.ddb,
+            streams_client(stack),
+            stack.es,
+            settings,
+            list(settings.tables),
+            StreamOptions(start="latest", state_path=live_state, poll_interval=0.05),
+            stop_follower,
+        )
+
+    def write() -> None:
+        rng = random.Random(5)
+        while not stop_writer.is_set():
+            writes[0] += 1
+            key = {"pk": {"S": f"key-{rng.randrange(300):05d}"}}
+            if rng.random() < 0.8:
+                stack.ddb.put_item(
+                    TableName=table,
+                    Item={**key, "TYPE": {"S": rng.choice("xy")}, "n": {"N": str(writes[0])}},
+                )
+            else:
+                stack.ddb.delete_item(TableName=table, Key=key)
+
+    follower = threading.Thread(target=follow)
+    writer = threading.Thread(target=write)
+    follower.start()
+    small = reindex_options(tmp_path, state_path=None, page_limit=20, segments=2)
+    sentinel = [0]
+
+    def follower_running() -> bool:
+        # It reads from "latest": write until it has applied one write (then it sees all).
+        sentinel[0] += 1
+        stack.put_items(
+            table, [{"pk": {"S": "sentinel"}, "TYPE": {"S": "x"}, "n": {"N": str(sentinel[0])}}]
+        )
+        return "sentinel" in str(served_documents(stack).keys())
+
+    try:
+        wait_until(follower_running, "the follower running")
+        writer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_reload(
+                stack.es,
+                ENGINE,
+                stack.ddb,
+                streams_client(stack),
+                settings,
+                list(settings.tables),
+                ReloadOptions(marker_wait=0.5, verify_tolerance=400, reindex=small),
+                Interrupt(pages=4),
+            )
+        assert [a for a in alias_targets(stack) if a.endswith("-rebuilding")], "marker kept"
+        seen = writes[0]
+        wait_until(lambda: writes[0] > seen + 150, "more writes after the interruption")
+        stop_writer.set()
+        writer.join(timeout=30)
+        # The follower has applied every write (to the live aliases) before the resume.
+        wait_until(
+            lambda: served_documents(stack) == table_documents(stack, table), "follower caught up"
+        )
+        resumed = ReloadOptions(
+            marker_wait=0.5, verify_tolerance=0, reindex=replace(small, resume=True)
+        )
+        summary = run_reload(
+            stack.es,
+            ENGINE,
+            stack.ddb,
+            streams_client(stack),
+            settings,
+            list(settings.tables),
+            resumed,
+        )
+        assert summary.verified and summary.swapped
+    finally:
+        stop_writer.set()
+        stop_follower.set()
+        if writer.is_alive():
+            writer.join(timeout=30)
+        follower.join(timeout=60)
+    assert not [a for a in alias_targets(stack) if a.endswith("-rebuilding")]
+    assert alias_documents(stack) == table_documents(stack, table)
+
+
+def test_resume_swaps_every_planned_index_even_without_writes_in_the_resumed_part(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Old code: only indices written after the resume were swapped; a rare type kept its old
+    generation and a leaked marker."""
+    from ddb2es_cli.errors import ConnectionFailed
+    from ddb2es_cli.sink import BulkOptions
+
+    rare = stack.create_table("a-rare")
+    main = stack.create_table("b-main")
+    stack.put_items(rare, sample_items(1, types=("rare",), key_prefix="rare-"))
+    stack.put_items(main, sample_items(200, types=("r",)))
+    settings = stack.settings(rare, main)
+    reload(stack, settings, tmp_path)
+    small = reindex_options(
+        tmp_path, state_path=None, page_limit=20, segments=1, bulk=BulkOptions(chunk_size=20)
+    )
+    options = ReloadOptions(marker_wait=0.2, reindex=small)
+    plan = plan_reload(stack.es, ENGINE, stack.ddb, settings, list(settings.tables), options)
+    with pytest.raises(ConnectionFailed):
+        run_reload(
+            LosesConnection(stack.es, 3),
+            ENGINE,
+            stack.ddb,
+            streams_client(stack),
+            settings,
+            list(settings.tables),
+            options,
+            plan=plan,
+        )
+    resumed = ReloadOptions(marker_wait=0.2, reindex=replace(small, resume=True))
+    summary = run_reload(
+        stack.es, ENGINE, stack.ddb, streams_client(stack), settings, list(settings.tables), resumed
+    )
+    assert summary.verified
+    targets = alias_targets(stack)
+    for name in (f"{stack.prefix}rare", f"{stack.prefix}r"):
+        assert targets[name] == [name + plan.generation]
+    assert not [a for a in targets if a.endswith("-rebuilding")]
+
+
+def test_prune_never_deletes_an_aliased_generation_and_keep_is_at_least_1(
+    stack: Stack, tmp_path: Path
+) -> None:
+    table = stack.create_table("pin")
+    stack.put_items(table, sample_items(3, types=("k",)))
+    settings = stack.settings(table)
+    with pytest.raises(ConfigError):
+        plan_reload(
+            stack.es, ENGINE, stack.ddb, settings, list(settings.tables), ReloadOptions(keep=0)
+        )
+    first = reload(stack, settings, tmp_path).plan.generation
+    pinned = f"{stack.prefix}k{first}"
+    pin = f"{stack.prefix}pinned-report"
+    stack.es.indices.update_aliases(body={"actions": [{"add": {"index": pinned, "alias": pin}}]})
+    reload(stack, settings, tmp_path, keep=1)
+    summary = reload(stack, settings, tmp_path, keep=1)
+    assert pinned not in summary.deleted
+    assert stack.es.indices.exists(index=pinned)
+
+
+def test_abandoned_generation_is_deleted_and_rollback_goes_to_what_the_swap_replaced(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Old code: a partial generation survived, --keep 1 deleted the complete previous one,
+    and rollback moved the alias to the partial one (with nothing brought current)."""
+    from ddb2es_cli.errors import ConnectionFailed
+    from ddb2es_cli.sink import BulkOptions
+
+    table = stack.create_table("roll", stream=True)
+    stack.put_items(table, sample_items(120, types=("v",)))
+    settings = stack.settings(table)
+    name = f"{stack.prefix}v"
+    reload(stack, settings, tmp_path)
+    small = reindex_options(
+        tmp_path, state_path=None, page_limit=20, segments=1, bulk=BulkOptions(chunk_size=20)
+    )
+    with pytest.raises(ConnectionFailed):
+        run_reload(
+            LosesConnection(stack.es, 2),
+            ENGINE,
+            stack.ddb,
+            streams_client(stack),
+            settings,
+            list(settings.tables),
+            ReloadOptions(marker_wait=0.2, reindex=small),
+        )
+    partial = [g for g in stack.indices() if g.startswith(name + "-2")][-1]
+    before = alias_targets(stack)[name]
+    last = reload(stack, settings, tmp_path, keep=1)
+    assert partial in last.cleaned and not stack.es.indices.exists(index=partial)
+    assert stack.es.indices.exists(index=before[0])  # the rollback target is kept
+    # Changes after the swap: the old generation lacks them until rollback brings it current.
+    stack.ddb.put_item(
+        TableName=table, Item={"pk": {"S": "key-00001"}, "TYPE": {"S": "v"}, "n": {"N": "7"}}
+    )
+    stack.ddb.delete_item(TableName=table, Key={"pk": {"S": "key-00002"}})
+    stack.put_items(table, sample_items(1, types=("v",), key_prefix="after-"))
+    config = str(stack.config_file(tmp_path, table))
+    dry = CliRunner().invoke(
+        cli, ["--config", config, "reload", "rollback", table, "--dry-run"], env=stack.cli_env()
+    )
+    assert dry.exit_code == 0, dry.output
+    assert f"would move {name}" in dry.output and before[0] in dry.output
+    assert "lacks every change since" in dry.output
+    done = CliRunner().invoke(
+        cli,
+        ["--config", config, "--json", "reload", "rollback", table, "--yes"],
+        env=stack.cli_env(),
+    )
+    assert done.exit_code == 0, done.output
+    assert alias_targets(stack)[name] == before
+    assert alias_documents(stack) == table_documents(stack, table)
+
+
+def test_stale_markers_get_every_copy_and_are_cleaned_before_a_new_load(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Old code: with two generations marked (kill -9, two reloads), the handler wrote to one
+    of them by listing order, and the markers stayed forever."""
+    from ddb2es_cli.ownership import create_owned_index
+    from ddb2es_cli.stream import StreamConfig, apply_batch
+    from tests.test_stream import item, record
+
+    table = stack.create_table("marks")
+    stack.put_items(table, sample_items(4, types=("m",)))
+    settings = stack.settings(table)
+    name = f"{stack.prefix}m"
+    stale = [f"{name}-20260101t000000000z", f"{name}-20260102t000000000z"]
+    for index in stale:
+        create_owned_index(stack.es, index, settings.deployment_name)
+    stack.es.indices.update_aliases(
+        body={"actions": [{"add": {"index": i, "alias": name + "-rebuilding"}} for i in stale]}
+    )
+    records = [record("INSERT", {"pk": {"S": "s"}}, 1, 1_700_000_000, new=item("s", "m"))]
+    apply_batch(stack.es, records, StreamConfig(index_prefix=stack.prefix))
+    for index in stale:
+        assert stack.es.get(index=index, id='{"pk":"s"}')["found"], index
+    stack.es.indices.delete(index=name)  # as if the stream write never happened
+    summary = reload(stack, settings, tmp_path)
+    assert summary.verified
+    assert not [a for a in alias_targets(stack) if a.endswith("-rebuilding")]
+    assert not [i for i in stale if stack.es.indices.exists(index=i)]
+
+
+def test_blue_green_clean_prune_and_rollback_on_both_engines(
+    any_stack: Stack, tmp_path: Path
+) -> None:
+    """The same flow through elasticsearch-py (noida-db) and opensearch-py (osmem)."""
+    stack = any_stack
+    table = stack.create_table("both")
+    stack.put_items(table, sample_items(8, types=("e",)))
+    settings = stack.settings(table)
+    name = f"{stack.prefix}e"
+    first = reload(stack, settings, tmp_path).plan.generation
+    reload(stack, settings, tmp_path)
+    third = reload(stack, settings, tmp_path, keep=1)
+    assert third.deleted == [name + first]
+    before = alias_targets(stack)[name]
+    stack.put_items(table, sample_items(1, types=("e",), key_prefix="late-"))
+    result = rollback(
+        stack.es, stack.ddb, streams_client(stack), settings, list(settings.tables), segments=2
+    )
+    assert [m.to_index for m in result.moves] != before
+    assert alias_targets(stack)[name] == [result.moves[0].to_index]
+    stack.es.indices.refresh(index=name)
+    assert stack.es.count(index=name)["count"] == 9

@@ -82,11 +82,11 @@ def test_render_composable_exact_body() -> None:
     assert render(spec, COMPOSABLE) == {
         "index_patterns": ["app-*"],
         "priority": DEFAULT_PRIORITY,
-        "version": 1,
-        "_meta": {"managed_by": "ddb2es"},
+        "version": 2,
+        "_meta": {"managed_by": "ddb2es"},  # the template's author; indices get no mark
         "template": {
             "settings": {"index": {"number_of_shards": 1, "number_of_replicas": 2}},
-            "mappings": {"_meta": {"managed_by": "ddb2es"}, "dynamic_templates": NUMBER_TEMPLATES},
+            "mappings": {"dynamic_templates": NUMBER_TEMPLATES},
         },
     }
 
@@ -96,12 +96,11 @@ def test_render_legacy_and_options() -> None:
     assert render(spec, LEGACY) == {
         "index_patterns": ["*"],
         "order": 7,
-        "version": 1,
+        "version": 2,
         "settings": {"index": {"number_of_shards": 1}},  # replicas: the cluster's default
-        "mappings": {"_meta": {"managed_by": "ddb2es"}},
     }
-    typed = render(spec, LEGACY, mapping_type="_doc")  # Elasticsearch 6.x
-    assert typed["mappings"] == {"_doc": {"_meta": {"managed_by": "ddb2es"}}}
+    typed = render(TemplateSpec(), LEGACY, mapping_type="_doc")  # Elasticsearch 6.x
+    assert typed["mappings"] == {"_doc": {"dynamic_templates": NUMBER_TEMPLATES}}
     with pytest.raises(ConfigError, match="flavour"):
         render(spec, "v3")  # type: ignore[arg-type]
 
@@ -285,7 +284,7 @@ def test_check_matches_missing_and_differs(env: Env) -> None:
     differs = check_template(env.client, env.engine, env.spec)
     assert (differs.action, differs.ok) == ("differs", False)
     assert "template.settings.index.number_of_shards: expected 1, found 2" in differs.diff
-    assert any(line.startswith("template.mappings.dynamic_templates:") for line in differs.diff)
+    assert any(line.startswith("template.mappings") for line in differs.diff)
     assert differs.as_dict()["diff"] == differs.diff
 
 
@@ -306,7 +305,8 @@ def test_dry_run_writes_nothing(env: Env) -> None:
     assert check_template(env.client, env.engine, env.spec).action == "matches"
 
 
-def test_new_index_gets_one_shard_numbers_as_double_and_mark(env: Env) -> None:
+def test_new_index_gets_one_shard_numbers_as_double_and_no_mark(env: Env) -> None:
+    """No ownership mark: the template matches other applications' indices too (issue 10)."""
     apply_template(env.client, env.engine, env.spec)
     index = env.index("orders")
     es = env.stack.es
@@ -316,7 +316,7 @@ def test_new_index_gets_one_shard_numbers_as_double_and_mark(env: Env) -> None:
     mapping = _body(es.indices.get_mapping(index=index))[index]["mappings"]
     assert mapping["properties"]["price"] == {"type": "double"}
     assert mapping["properties"]["items"] == {"type": "double"}
-    assert mapping["_meta"] == {"managed_by": "ddb2es"}
+    assert "_meta" not in mapping
     settings = _body(es.indices.get_settings(index=index))[index]["settings"]["index"]
     assert settings["number_of_shards"] == "1"
 
@@ -348,7 +348,7 @@ def test_legacy_flavour(env: Env) -> None:
     index = env.index("legacy")
     env.stack.es.index(index=index, id="1", body={"n": 1}, refresh=True)
     mapping = _body(env.stack.es.indices.get_mapping(index=index))[index]["mappings"]
-    assert mapping["_meta"] == {"managed_by": "ddb2es"}
+    assert "_meta" not in mapping
     assert mapping["properties"]["n"] == {"type": "double"}
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from ddb2es_cli.cli.common import (
     Bars,
     app_of,
+    confirm,
     emit,
     failures_option,
     make_clients,
@@ -82,6 +83,12 @@ from ddb2es_cli.errors import ExitStatus
     help="Items per Scan page; memory grows with it (0: DynamoDB's 1 MB pages).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
+@click.option(
+    "--break-lock",
+    is_flag=True,
+    help="Remove the run lock of these tables first (asks; --yes when not interactive).",
+)
+@click.option("--yes", is_flag=True, help="Confirm --break-lock without asking.")
 @output_options
 @click.pass_context
 def reindex(
@@ -100,6 +107,8 @@ def reindex(
     retry_failures_file: Path | None,
     page_size: int | None,
     dry_run: bool,
+    break_lock: bool,
+    yes: bool,
     json_output: bool,
     quiet: bool,
 ) -> None:
@@ -158,10 +167,17 @@ def reindex(
 
         emit(app, plan_data, render_plan)
         return
+    from ddb2es_cli.ownership import run_lock
+
+    if break_lock and not (yes or confirm("Break the run lock? Only if its holder is dead.")):
+        raise click.UsageError("refusing to break the lock without --yes (not interactive)")
     ddb, es = make_clients(app)
     bars = Bars(enabled=not app.quiet and sys.stderr.isatty())
+    names = [t.name for t in selected]
     try:
-        summary = run_reindex(ddb, es, app.settings, selected, options, bars)
+        # One run of a table at a time, on any machine: the lock lives in the cluster.
+        with run_lock(es, app.settings.deployment_name, names, "reindex", force=break_lock):
+            summary = run_reindex(ddb, es, app.settings, selected, options, bars)
     except KeyboardInterrupt:
         bars.close()
         click.echo("Error: interrupted; progress is saved: rerun with --resume", err=True)

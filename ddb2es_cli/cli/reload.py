@@ -1,9 +1,14 @@
-"""`ddb2es reload` and `reload rollback`."""
+"""`ddb2es reload` and `ddb2es reload rollback`.
+
+`reload` is a group whose default command is the reload itself, so `reload TABLE...` keeps
+working and `rollback` is a real subcommand with its own options and help.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -23,7 +28,50 @@ from ddb2es_cli.cli.common import (
 from ddb2es_cli.errors import ExitStatus
 
 
-@click.command()
+class _ReloadGroup(click.Group):
+    """`reload rollback ...` runs the subcommand; anything else is `reload run ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+class _DefaultCommand(click.Command):
+    """`reload run` is what `reload` runs: its usage line says `ddb2es reload`."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        path = ctx.parent.command_path if ctx.parent else ctx.command_path
+        formatter.write_usage(path, " ".join(self.collect_usage_pieces(ctx)))
+
+
+break_lock_option = click.option(
+    "--break-lock",
+    is_flag=True,
+    help="Remove the run lock of these tables first (after confirmation): only when its "
+    "holder is known to be dead.",
+)
+
+
+def _confirm_break(yes: bool, dry_run: bool = False) -> None:
+    if dry_run or yes or confirm("Break the run lock? Only if its holder is dead."):
+        return
+    raise click.UsageError("refusing to break the lock without --yes (not interactive)")
+
+
+@click.group(cls=_ReloadGroup)
+def reload() -> None:
+    """Rebuild every index of the tables (`reload TABLE...`, see `reload run --help`), or
+    swap the aliases back (`reload rollback TABLE...`).
+
+    \b
+    Example:
+      ddb2es --config ddb2es.toml reload --all --strategy blue-green --yes
+      ddb2es reload rollback orders-service --yes
+    """
+
+
+@reload.command("run", cls=_DefaultCommand, hidden=True)
 @tables_argument
 @click.option(
     "--strategy",
@@ -34,12 +82,16 @@ from ddb2es_cli.errors import ExitStatus
 )
 @click.option(
     "--keep",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Previous generations kept (blue-green).",
+    help="Previous generations kept (blue-green; at least 1, the rollback target).",
 )
-@click.option("--adopt", multiple=True, help="Take over this existing unmanaged index.")
+@click.option(
+    "--adopt",
+    multiple=True,
+    help="Take over this existing index or alias: the run marks it as this deployment's.",
+)
 @segments_option
 @click.option(
     "--replay",
@@ -54,12 +106,13 @@ from ddb2es_cli.errors import ExitStatus
     help="Documents an index may differ from a fresh count (tables taking writes).",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted reload.")
+@break_lock_option
 @click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @failures_option("ddb2es-failures.ndjson")
 @output_options
 @click.pass_context
-def reload(
+def run(
     ctx: click.Context,
     tables: tuple[str, ...],
     all_tables: bool,
@@ -70,6 +123,7 @@ def reload(
     replay: bool,
     verify_tolerance: int,
     resume: bool,
+    break_lock: bool,
     yes: bool,
     dry_run: bool,
     failures_path: Path,
@@ -77,8 +131,8 @@ def reload(
     quiet: bool,
 ) -> None:
     """Rebuild every index of the tables: blue-green (new generations, atomic alias swap) or
-    delete (delete and reload; downtime). `reload rollback TABLE...` swaps the aliases back to
-    the previous generation.
+    delete (delete and reload; downtime). Only indices this deployment owns are touched (or
+    those named with --adopt). `reload rollback TABLE...` swaps the aliases back.
 
     \b
     Example:
@@ -88,22 +142,13 @@ def reload(
     """
     from ddb2es_cli.clients import make_dynamodb_client, make_search_client
     from ddb2es_cli.reindex import ReindexOptions, default_segments
-    from ddb2es_cli.reload import ReloadOptions, plan_reload, rollback, run_reload
+    from ddb2es_cli.reload import ReloadOptions, plan_reload, run_reload
 
     app = app_of(ctx, json_output, quiet)
-    is_rollback = bool(tables) and tables[0] == "rollback"
-    selected = app.settings.select_tables(tables[1:] if is_rollback else tables, all_tables)
+    selected = app.settings.select_tables(tables, all_tables)
     ddb = make_dynamodb_client(app.settings.dynamodb)
     es, engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
     segs = segments or default_segments()
-    if is_rollback:
-        if not (dry_run or yes or confirm("Swap the aliases back to the previous generation?")):
-            raise click.UsageError("refusing to roll back without --yes (not interactive)")
-        moves = rollback(es, ddb, app.settings, selected, segs, dry_run=dry_run)
-        verb = "would move" if dry_run else "moved"
-        lines = [f"{verb} {m['alias']}: {m['from']} -> {m['to']}" for m in moves]
-        emit(app, {"dry_run": dry_run, "moves": moves}, print_lines(lines))
-        return
     options = ReloadOptions(
         strategy=strategy,
         keep=keep,
@@ -111,6 +156,7 @@ def reload(
         dry_run=dry_run,
         replay=replay,
         verify_tolerance=verify_tolerance,
+        break_lock=break_lock,
         reindex=ReindexOptions(segments=segs, failures_path=failures_path, resume=resume),
     )
     plan = plan_reload(es, engine, ddb, app.settings, selected, options)
@@ -122,6 +168,8 @@ def reload(
             click.echo(line, err=True)
     if not (yes or confirm(f"Reload {len(plan.indices)} indices ({strategy})?")):
         raise click.UsageError("refusing to reload without --yes (not interactive)")
+    if break_lock:
+        _confirm_break(yes)
     bars = Bars(enabled=not app.quiet and sys.stderr.isatty())
     streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
     try:
@@ -138,7 +186,11 @@ def reload(
         )
     except KeyboardInterrupt:
         bars.close()
-        click.echo("Error: interrupted; rerun with --resume", err=True)
+        click.echo(
+            "Error: interrupted; the new generation and its rebuild marker stay (the stream "
+            "handler keeps it current): rerun with --resume, or a new reload abandons it",
+            err=True,
+        )
         ctx.exit(ExitStatus.INTERRUPTED)
     bars.close()
     data = summary.as_dict()
@@ -157,6 +209,10 @@ def reload(
             console.print(f"aliases swapped: {', '.join(summary.swapped)}")
         if summary.deleted:
             console.print(f"deleted: {', '.join(summary.deleted)}")
+        for name, what in summary.appeared.items():
+            console.print(f"appeared during the load: {name}: {what}")
+        if summary.cleaned:
+            console.print(f"cleaned before the load: {', '.join(summary.cleaned)}")
         console.print(f"stream records replayed: {summary.replayed}; {data['duration_s']} s")
 
     emit(app, data, render)
@@ -164,3 +220,57 @@ def reload(
         ctx.exit(ExitStatus.PARTIAL)
     if not summary.verified:
         ctx.exit(ExitStatus.ERROR)
+
+
+@reload.command("rollback")
+@tables_argument
+@segments_option
+@break_lock_option
+@click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
+@click.option("--dry-run", is_flag=True, help="Say what would move; change nothing.")
+@output_options
+@click.pass_context
+def rollback_command(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    all_tables: bool,
+    segments: int | None,
+    break_lock: bool,
+    yes: bool,
+    dry_run: bool,
+    json_output: bool,
+    quiet: bool,
+) -> None:
+    """Point each alias of the tables back at the generation its last swap replaced (recorded
+    at swap time), then bring that generation current: a replay of the tables' streams since
+    the swap, or a reindex when a table has no stream.
+
+    \b
+    Example:
+      ddb2es reload rollback orders-service --dry-run
+      ddb2es --config ddb2es.toml reload rollback --all --yes
+    """
+    from ddb2es_cli.clients import make_dynamodb_client, make_search_client
+    from ddb2es_cli.reindex import default_segments
+    from ddb2es_cli.reload import plan_rollback, rollback
+
+    app = app_of(ctx, json_output, quiet)
+    selected = app.settings.select_tables(tables, all_tables)
+    ddb = make_dynamodb_client(app.settings.dynamodb)
+    es, _engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    segs = segments or default_segments()
+    if not dry_run:
+        preview = plan_rollback(es, ddb, app.settings, selected, segs)
+        if not app.json_output:
+            for line in preview.lines():
+                click.echo(line, err=True)
+        if not (yes or confirm("Swap the aliases back to the previous generation?")):
+            raise click.UsageError("refusing to roll back without --yes (not interactive)")
+        if break_lock:
+            _confirm_break(yes)
+    streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
+    result = rollback(
+        es, ddb, streams, app.settings, selected, segs, dry_run=dry_run, break_lock=break_lock
+    )
+    data: dict[str, Any] = result.as_dict()
+    emit(app, data, print_lines(result.lines()))
