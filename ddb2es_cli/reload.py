@@ -21,7 +21,7 @@ from typing import Any
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
 from ddb2es_cli.clients import Engine
-from ddb2es_cli.config import Settings, TableSettings
+from ddb2es_cli.config import Settings, TableSettings, key_collisions
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.ownership import (
     MISSING,
@@ -45,7 +45,7 @@ from ddb2es_cli.ownership import (
 )
 from ddb2es_cli.reindex import Progress, ReindexOptions, ReindexSummary, run_reindex, state_path_for
 from ddb2es_cli.source import SegmentTask, describe_table, scan_pages
-from ddb2es_cli.stream import REBUILD_CHECK_SECONDS
+from ddb2es_cli.stream import REBUILD_CHECK_SECONDS, view_refusal
 from ddb2es_cli.template import apply_template, template_spec
 from ddb2es_cli.transform import TransformError, index_name
 
@@ -105,6 +105,7 @@ class ReloadPlan:
     template: dict[str, Any]
     blocked: list[IndexPlan] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def downtime(self) -> bool:
@@ -120,6 +121,7 @@ class ReloadPlan:
             "indices": [i.as_dict() for i in self.indices],
             "blocked": [i.name for i in self.blocked],
             "invalid_items": self.invalid_items,
+            "warnings": self.warnings,
         }
 
     def lines(self) -> list[str]:
@@ -140,6 +142,7 @@ class ReloadPlan:
                 f"{self.invalid_items} items have a type that is no valid index name: "
                 "they will be failures"
             )
+        out.extend(f"Warning: {warning}" for warning in self.warnings)
         return out
 
 
@@ -255,7 +258,31 @@ def plan_reload(
         template.as_dict(),
         blocked,
         moment,
+        _table_warnings(ddb, settings, tables, options),
     )
+
+
+def _table_warnings(
+    ddb: Any, settings: Settings, tables: list[TableSettings], options: ReloadOptions
+) -> list[str]:
+    """What the plan should say about the tables themselves: documents two tables can overwrite
+    in a shared index, and streams the handler refuses (their changes would miss the load)."""
+    infos = {t.name: describe_table(ddb, t.name) for t in settings.tables or tables}
+    infos.update({t.name: describe_table(ddb, t.name) for t in tables if t.name not in infos})
+    keys = [
+        (settings.table(name), [i.hash_key] + ([i.range_key] if i.range_key else []))
+        for name, i in infos.items()
+    ]
+    running = {t.name for t in tables}
+    warnings = [c.describe() for c in key_collisions(keys) if {c.first, c.second} & running]
+    for table in tables:
+        view = infos[table.name].stream_view
+        refusal = view_refusal(view, table.name) if view else None
+        if refusal and (options.replay or options.strategy == "blue-green"):
+            if options.replay:
+                raise ConfigError(f"--replay: {refusal}")
+            warnings.append(f"{refusal}: changes made during the load reach no new generation")
+    return warnings
 
 
 def _decide(

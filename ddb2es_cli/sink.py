@@ -220,7 +220,7 @@ class BulkWriter:
             self.options.initial_backoff, self.options.max_backoff, self.options.retry_for
         )
         retry: deque[_Pending] = deque()
-        source = self._pendings(actions)
+        source = _Lookahead(self._pendings(actions))
         while True:
             if backoff.failures:
                 delay = backoff.delay()
@@ -260,18 +260,22 @@ class BulkWriter:
         for action, tag in actions:
             yield _Pending(action, tag, read_ms(tag) if read_ms else None)
 
-    def _chunk(self, retry: deque[_Pending], source: Iterator[_Pending]) -> list[_Pending]:
+    def _chunk(self, retry: deque[_Pending], source: _Lookahead) -> list[_Pending]:
         """Retries first, then new actions, up to the chunk's size and byte caps."""
         chunk: list[_Pending] = []
         size = 0
         limit, max_bytes = self.options.chunk_size, self.options.max_chunk_bytes
         while len(chunk) < limit:
-            pending = retry.popleft() if retry else next(source, None)
+            from_retry = bool(retry)
+            pending = retry.popleft() if from_retry else source.next()
             if pending is None:
                 break
             cost = _approx_bytes(pending.action)
-            if chunk and size + cost > max_bytes:
-                retry.appendleft(pending)  # first of the next chunk
+            if chunk and size + cost > max_bytes:  # first of the next chunk
+                if from_retry:
+                    retry.appendleft(pending)
+                else:
+                    source.push_back(pending)
                 break
             chunk.append(pending)
             size += cost
@@ -355,6 +359,23 @@ class BulkWriter:
         if answered != len(chunk):
             raise RuntimeError(f"bulk answered {answered} of {len(chunk)} documents")
         return None
+
+
+class _Lookahead:
+    """An iterator that can take one item back (the one that did not fit into a chunk)."""
+
+    def __init__(self, items: Iterator[_Pending]) -> None:
+        self._items = items
+        self._back: _Pending | None = None
+
+    def next(self) -> _Pending | None:
+        if self._back is not None:
+            item, self._back = self._back, None
+            return item
+        return next(self._items, None)
+
+    def push_back(self, item: _Pending) -> None:
+        self._back = item
 
 
 def _approx_bytes(action: Action) -> int:

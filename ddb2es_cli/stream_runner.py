@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -28,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.retry import Backoff
 from ddb2es_cli.sink import Failure, FailureLog
 from ddb2es_cli.source import describe_table
 from ddb2es_cli.stream import RecordFailure, StreamConfig, apply_batch, view_refusal
@@ -308,7 +309,7 @@ class _Runner:
         wanted = [r for r in records if self._after_start(r)]
         count = len(wanted)
         permanent: dict[tuple[str, str | None], RecordFailure] = {}
-        attempt = 0
+        backoff = Backoff(self.options.initial_backoff, self.options.max_backoff, None)
         while wanted:
             result = apply_batch(self.es, wanted, self.configs[shard.table])
             if result.refused is not None:
@@ -320,9 +321,8 @@ class _Runner:
                 permanent[(failure.sequence, failure.index)] = failure
             if result.first_failed is None:
                 break
-            attempt += 1
-            delay = min(self.options.max_backoff, self.options.initial_backoff * 2 ** (attempt - 1))
-            delay = random.uniform(delay / 2, delay)
+            backoff.failed()
+            delay = backoff.delay()
             tail = wanted[result.first_failed :]
             log.warning(
                 "table %s, shard %s: %d records not applied (%s); retry %d in %.1f s",
@@ -330,7 +330,7 @@ class _Runner:
                 shard.shard_id,
                 len(tail),
                 result.retryable[0].reason if result.retryable else "?",
-                attempt,
+                backoff.failures,
                 delay,
             )
             # The tail is tried again: its permanent failures are counted on its last try.
@@ -383,20 +383,39 @@ class _Runner:
 
     def run(self) -> None:
         last_refresh = 0.0
+        backoff = Backoff(self.options.initial_backoff, self.options.max_backoff, None)
         while not self.stop.is_set():
-            if time.monotonic() - last_refresh > 10 or not self.shards:
-                self.refresh_shards()
-                last_refresh = time.monotonic()
-            read = False
-            for shard in list(self.shards.values()):
-                if self.stop.is_set():
-                    break
-                if self.ready(shard):
-                    read = self.poll(shard) or read
-            if self.options.until_caught_up and self.caught_up():
-                self.refresh_shards()  # a shard may have split meanwhile
-                if self.caught_up():
-                    return
+            try:
+                if time.monotonic() - last_refresh > 10 or not self.shards:
+                    self.refresh_shards()
+                    last_refresh = time.monotonic()
+                read = False
+                for shard in list(self.shards.values()):
+                    if self.stop.is_set():
+                        break
+                    if self.ready(shard):
+                        read = self.poll(shard) or read
+                if self.options.until_caught_up and self.caught_up():
+                    self.refresh_shards()  # a shard may have split meanwhile
+                    if self.caught_up():
+                        return
+            except Exception as exc:
+                if not is_transient_aws_error(exc):
+                    raise
+                # DynamoDB Streams away or overloaded: nothing was applied past the checkpoints,
+                # so read again from them (iterators may not survive a restart) once it is back.
+                backoff.failed()
+                delay = backoff.delay()
+                log.warning(
+                    "DynamoDB Streams: %s; reading on from the checkpoints in %.1f s",
+                    _first_line(exc),
+                    delay,
+                )
+                for shard in self.shards.values():
+                    shard.iterator = None
+                self.stop.wait(delay)
+                continue
+            backoff.succeeded()
             if not read:
                 self.stop.wait(self.options.poll_interval)
 
@@ -434,3 +453,31 @@ def run_stream(
         runner.failures.count,
         str(options.failures_path) if options.failures_path else None,
     )
+
+
+_TRANSIENT_AWS_CODES = frozenset(
+    {
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ThrottlingException",
+        "LimitExceededException",
+        "RequestLimitExceeded",
+    }
+)
+
+
+def is_transient_aws_error(exc: BaseException) -> bool:
+    """DynamoDB or its stream unreachable, restarting or throttling: worth waiting out."""
+    if isinstance(exc, BotoConnectionError):
+        return True
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in _TRANSIENT_AWS_CODES or int(status or 0) >= 500
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

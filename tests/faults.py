@@ -37,7 +37,24 @@ def _pairs(lines: list[str]) -> list[list[str]]:
     return out
 
 
-class HoldDocument:
+class ClientWrapper:
+    """The real search client, seen by ddb2es as itself (helpers pick the library by class)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._client)
+
+    def options(self, **_: Any) -> ClientWrapper:
+        return self  # elasticsearch-py's helpers call client.options() before bulk
+
+
+class HoldDocument(ClientWrapper):
     """A search client whose bulk answers 429 for one document id until `released()` is true.
 
     The held document is taken out of the request, so the server never sees it; every other
@@ -45,22 +62,12 @@ class HoldDocument:
     """
 
     def __init__(self, client: Any, doc_id: str, index: str | None = None) -> None:
-        self._client = client
+        super().__init__(client)
         self.doc_id = doc_id
         self.index = index
         self.held = 0
         self.held_event = threading.Event()
         self.released: Callable[[], bool] = lambda: False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:  # so helpers_for picks the wrapped client's library
-        return type(self._client)
-
-    def options(self, **_: Any) -> HoldDocument:
-        return self  # elasticsearch-py's helpers call client.options() before bulk
 
     def bulk(self, *args: Any, **kwargs: Any) -> Any:
         key, lines = _bulk_lines(kwargs)

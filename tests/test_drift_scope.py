@@ -16,8 +16,8 @@ from ddb2es_cli.doctor import run_doctor
 from ddb2es_cli.drift import run_drift
 from ddb2es_cli.drift_report import DriftOptions, DriftReport
 from ddb2es_cli.errors import ExitStatus
+from ddb2es_cli.ownership import create_owned_index, deployment_name
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
-from ddb2es_cli.sink import create_managed_index
 from ddb2es_cli.transform import to_document
 from tests.conftest import Stack
 from tests.test_drift import Loaded, doc_id, key_of, load, make_item
@@ -57,7 +57,7 @@ def test_an_index_of_a_retired_type_is_checked_and_repaired(
     stranger = f"{any_stack.prefix}legacy"
     any_stack.es.indices.create(index=stranger)
     old_generation = f"{any_stack.prefix}old-20260101t000000000z"
-    assert create_managed_index(any_stack.es, old_generation)
+    assert create_owned_index(any_stack.es, old_generation, deployment_name(None, any_stack.prefix))
     for index in (stranger, old_generation):
         loaded.put_doc(index, doc_id(1), '{"pk":"key-00001","sk":1}', "?refresh=true")
 
@@ -209,7 +209,7 @@ def test_count_only_drift_remains_after_a_repair(stack: Stack, tmp_path: Path) -
 
 
 def test_key_collisions_are_pairs_with_the_same_keys_and_an_index_in_common() -> None:
-    from ddb2es_cli.drift_tables import key_collisions
+    from ddb2es_cli.config import key_collisions
 
     a = TableSettings("a")
     b = TableSettings("b")

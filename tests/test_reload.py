@@ -270,7 +270,8 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
 
 
 class LosesConnection:
-    """The real client, but bulk requests fail after the first `allowed` ones."""
+    """The real client, but bulk requests fail after the first `allowed` ones (for longer than
+    the tests' retry budget, `retry_for=0.2`)."""
 
     def __init__(self, client: Any, allowed: int) -> None:
         self._client = client
@@ -301,7 +302,7 @@ def test_interrupted_blue_green_keeps_serving_old_data_and_resumes(
     before = alias_targets(stack)
     stack.put_items(table, sample_items(50, types=("r",), key_prefix="more-"))
     small = reindex_options(
-        tmp_path, state_path=None, page_limit=20, bulk=BulkOptions(chunk_size=20)
+        tmp_path, state_path=None, page_limit=20, bulk=BulkOptions(chunk_size=20, retry_for=0.2)
     )
     options = ReloadOptions(marker_wait=0.2, reindex=small)
     # As the CLI does it: plan, show, then run that plan.
@@ -560,7 +561,11 @@ def test_resume_swaps_every_planned_index_even_without_writes_in_the_resumed_par
     settings = stack.settings(rare, main)
     reload(stack, settings, tmp_path)
     small = reindex_options(
-        tmp_path, state_path=None, page_limit=20, segments=1, bulk=BulkOptions(chunk_size=20)
+        tmp_path,
+        state_path=None,
+        page_limit=20,
+        segments=1,
+        bulk=BulkOptions(chunk_size=20, retry_for=0.2),
     )
     options = ReloadOptions(marker_wait=0.2, reindex=small)
     plan = plan_reload(stack.es, ENGINE, stack.ddb, settings, list(settings.tables), options)
@@ -620,7 +625,11 @@ def test_abandoned_generation_is_deleted_and_rollback_goes_to_what_the_swap_repl
     name = f"{stack.prefix}v"
     reload(stack, settings, tmp_path)
     small = reindex_options(
-        tmp_path, state_path=None, page_limit=20, segments=1, bulk=BulkOptions(chunk_size=20)
+        tmp_path,
+        state_path=None,
+        page_limit=20,
+        segments=1,
+        bulk=BulkOptions(chunk_size=20, retry_for=0.2),
     )
     with pytest.raises(ConnectionFailed):
         run_reload(

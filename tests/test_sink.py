@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ddb2es_cli.sink import BulkOptions, BulkWriter, index_action
 from ddb2es_cli.transform import Document
 from tests.conftest import Stack
-from tests.faults import HoldDocument
+from tests.faults import ClientWrapper, HoldDocument
 
 
 def test_results_are_charged_to_their_own_action_when_ids_repeat(any_stack: Stack) -> None:
@@ -29,3 +31,26 @@ def test_results_are_charged_to_their_own_action_when_ids_repeat(any_stack: Stac
     assert es.held == 1
     assert results["good"].error is None and results["good"].status in (200, 201)
     assert results["bad"].error is not None and "n" in results["bad"].error
+
+
+class CountingBulk(ClientWrapper):
+    requests = 0
+
+    def bulk(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return self._client.bulk(*args, **kwargs)
+
+
+def test_the_byte_cap_splits_chunks_without_a_retry(any_stack: Stack) -> None:
+    stack = any_stack
+    docs = [
+        Document(f"{stack.prefix}cap", f'{{"pk":"{n}"}}', f'{{"text":"{"x" * 400}"}}', "")
+        for n in range(6)
+    ]
+    es = CountingBulk(stack.es)
+    slept: list[float] = []
+    writer = BulkWriter(es, BulkOptions(max_chunk_bytes=1200), sleep=slept.append)
+    results = list(writer.write((index_action(d, 1), d.id) for d in docs))
+    assert [r.tag for r in results] == [d.id for d in docs]
+    assert all(r.error is None for r in results)
+    assert es.requests == 3 and slept == []  # two documents per request, no backoff
