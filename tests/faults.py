@@ -110,8 +110,9 @@ class FaultProxy:
     """A loopback TCP proxy in front of a search server that breaks chosen bulk requests.
 
     `plan(n)` decides the fate of the n-th bulk request (1-based): "pass", "reset" (half of it
-    reaches the server, then both connections are reset) or "503" (the server never sees it;
-    the client gets 503 Service Unavailable). Everything else passes untouched.
+    reaches the server, then both connections are reset), "503" (the server never sees it;
+    the client gets 503 Service Unavailable) or "stall" (the server never sees it and the client
+    gets no answer until it gives up). Everything else passes untouched.
     """
 
     def __init__(self, upstream_port: int, plan: Callable[[int], str]) -> None:
@@ -157,6 +158,10 @@ class FaultProxy:
                 if fate == "reset":
                     server.sendall(data[: len(data) // 2])
                     _reset(client, server)
+                    return
+                if fate == "stall":
+                    while client.recv(65536):  # swallow the rest until the client hangs up
+                        pass
                     return
                 if fate == "503":
                     client.sendall(

@@ -47,6 +47,41 @@ def test_reindex_through_resets_and_503s_ends_exactly_equal(stack: Stack, tmp_pa
     assert drift_full(stack, config, table) == 0
 
 
+def test_reindex_through_stalled_requests_ends_exactly_equal(stack: Stack, tmp_path: Path) -> None:
+    """A cluster that takes requests and never answers: the client times out (2 s here), the
+    writer resends; the stalled requests never reach the server."""
+    from ddb2es_cli.clients import make_search_client
+    from ddb2es_cli.config import SearchSettings
+    from ddb2es_cli.reindex import ReindexOptions, run_reindex
+    from ddb2es_cli.sink import BulkOptions
+
+    table = stack.create_table("stalled")
+    stack.put_items(table, sample_items(120, types=("s",)))
+    fates = {2: "stall", 3: "stall", 5: "stall"}
+    proxy = FaultProxy(int(stack.es_url.rsplit(":", 1)[1]), lambda n: fates.get(n, "pass"))
+    es, _ = make_search_client(SearchSettings(url=proxy.url), timeout=2)
+    settings = stack.settings(table)
+    try:
+        summary = run_reindex(
+            stack.ddb,
+            es,
+            settings,
+            list(settings.tables),
+            ReindexOptions(
+                segments=2,
+                failures_path=tmp_path / "failures.ndjson",
+                state_path=tmp_path / "state.json",
+                bulk=BulkOptions(chunk_size=30, initial_backoff=0.05, max_backoff=0.2),
+            ),
+        )
+    finally:
+        proxy.close()
+        es.close()
+    assert proxy.faults == ["stall"] * 3
+    assert summary.failures == 0 and summary.tables[table].indexed == 120
+    assert drift_full(stack, stack.config_file(tmp_path, table), table) == 0
+
+
 def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: Path) -> None:
     """The search server goes away in the middle of a load and comes back on the same port.
 
