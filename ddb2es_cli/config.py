@@ -262,7 +262,7 @@ def table_name_problem(value: Any) -> str | None:
 
 
 def index_prefix_problem(value: Any) -> str | None:
-    """Index names are lowercase, and hold none of \\ / * ? " < > | space , # : """
+    """Index names are lowercase, and hold none of \\ / * ? " < > | space , # :"""
     if not isinstance(value, str):
         return "must be a string"
     if value != value.lower():
