@@ -86,8 +86,9 @@ def make_boto_session(settings: DynamoSettings) -> boto3.session.Session:
             region_name=settings.region or LOCAL_REGION,
         )
     elif credentials is not None:
+        # Real AWS secrets are long; a placeholder like "local" would mask ordinary words.
         frozen = credentials.get_frozen_credentials()
-        register_secret(frozen.secret_key, frozen.token)
+        register_secret(*(v for v in (frozen.secret_key, frozen.token) if v and len(v) >= 16))
     return session
 
 

@@ -109,6 +109,7 @@ def _dynamodb_settings(ctx: click.Context) -> DynamoSettings | None:
 @click.option(
     "--es-aws-service",
     type=click.Choice(["es", "aoss"]),
+    envvar="DDB2ES_ES_AWS_SERVICE",
     default=None,
     help="SigV4 service: es (domains) or aoss (Serverless).",
 )
@@ -117,6 +118,7 @@ def _dynamodb_settings(ctx: click.Context) -> DynamoSettings | None:
 )
 @click.option(
     "--es-verify-certs/--no-es-verify-certs",
+    envvar="DDB2ES_ES_VERIFY_CERTS",
     default=None,
     help="Verify TLS certificates (default: on).",
 )
