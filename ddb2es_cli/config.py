@@ -328,7 +328,9 @@ def validate_file(data: Mapping[str, Any], source: str | None) -> None:
             if not isinstance(body, list):
                 raise ConfigError(f"{where}: {section} must be [[{section}]] entries")
             for entry in body:
-                _validate_section(where, f"[[{section}]]", entry, SCHEMA[section])
+                name = entry.get("name") if isinstance(entry, dict) else None
+                label = f"[[{section}]] {name!r}" if isinstance(name, str) else f"[[{section}]]"
+                _validate_section(where, label, entry, SCHEMA[section])
         else:
             _validate_section(where, f"[{section}]", body, SCHEMA[section])
 
@@ -336,7 +338,7 @@ def validate_file(data: Mapping[str, Any], source: str | None) -> None:
 def _validate_section(where: str, label: str, body: Any, keys: Mapping[str, Check]) -> None:
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: {label} must be a table of key = value lines")
-    if label == "[[tables]]" and "name" not in body:
+    if label.startswith("[[tables]]") and "name" not in body:
         raise ConfigError(f"{where}: every [[tables]] entry needs a name")
     for key, value in body.items():
         if key not in keys:

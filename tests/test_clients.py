@@ -351,7 +351,9 @@ def test_doctor_never_prints_secrets(
                 search = next(c for c in report["checks"] if c["name"] == "search")
                 assert search["detail"].startswith(f"http://127.0.0.1:{port}")
                 assert search["ok"] is (target != "closed")
-            if result.exit_code == 2:
+            if result.exit_code == 2 and "--json" in output:
+                assert json.loads(result.stdout)["exit_code"] == 2
+            elif result.exit_code == 2:
                 assert result.stderr.startswith("Error: ")
             else:
                 # Open targets may still fail the template check, which the test does not set up.
