@@ -81,7 +81,9 @@ FAKES = {
 def urls(dynamodb_url: str, opensearch_url: str) -> Iterator[dict[str, str]]:
     fakes = {name: FakeHTTP(*spec) for name, spec in FAKES.items()}
     found = {name: fake.url for name, fake in fakes.items()}
-    found.update(ddb=dynamodb_url, es=opensearch_url, closed=f"http://127.0.0.1:{local.free_port()}")
+    found.update(
+        ddb=dynamodb_url, es=opensearch_url, closed=f"http://127.0.0.1:{local.free_port()}"
+    )
     try:
         yield found
     finally:
@@ -314,4 +316,3 @@ def test_bad_input(case: Case, urls: dict[str, str], tmp_path: Path) -> None:
             if line.strip() and not line.startswith(("Error:", "Usage:", "Try ", "WARNING:"))
         ]
         assert not others, proc.stderr
-
