@@ -1,20 +1,27 @@
 """The reindex state file: per-segment checkpoints and index settings awaiting restore.
 
-Written atomically (temp file + rename), so a kill -9 at any moment leaves the last good state.
+Written atomically (a unique temp file, fsync, rename), so a kill -9 at any moment leaves the
+last good state and two writers never share a temp file. State, checkpoint, failures and report
+files hold customer keys and engine error text (which can quote field values): they are created
+0600, in a 0700 `.ddb2es`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ddb2es_cli.errors import ConfigError
 
 DEFAULT_STATE_DIR = Path(".ddb2es")
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 @dataclass
@@ -39,15 +46,18 @@ class RunState:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"state file {path} cannot be read: {exc}") from None
+            raise damaged(path, exc) from None
         state = cls(path)
-        for table, info in data.get("tables", {}).items():
-            state.total_segments[table] = int(info["total_segments"])
-            state.tables[table] = {
-                int(seg): SegmentState(bool(s.get("done")), s.get("key"))
-                for seg, s in info["segments"].items()
-            }
-        state.pending_restore = dict(data.get("pending_restore", {}))
+        try:
+            for table, info in data.get("tables", {}).items():
+                state.total_segments[table] = int(info["total_segments"])
+                state.tables[table] = {
+                    int(seg): SegmentState(bool(s.get("done")), s.get("key"))
+                    for seg, s in info["segments"].items()
+                }
+            state.pending_restore = dict(data.get("pending_restore", {}))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise damaged(path, exc) from None
         return state
 
     @classmethod
@@ -88,9 +98,49 @@ class RunState:
         self.path.unlink(missing_ok=True)
 
 
+def damaged(path: Path, exc: BaseException) -> ConfigError:
+    """One line naming the file and what to do (never a traceback)."""
+    what = "not valid JSON" if isinstance(exc, json.JSONDecodeError) else "not a ddb2es state file"
+    if isinstance(exc, OSError):
+        what = f"unreadable ({exc.strerror or type(exc).__name__})"
+    return ConfigError(
+        f"state file {path} is {what}: move it away or delete it "
+        "(the run then starts from the beginning), or restore a good copy"
+    )
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` 0700; a `.ddb2es` made by an older version is tightened too."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    if path.name == DEFAULT_STATE_DIR.name:
+        with contextlib.suppress(OSError):  # not ours: leave it as it is
+            os.chmod(path, PRIVATE_DIR)
+
+
+def open_private(path: Path, mode: str = "a") -> IO[str]:
+    """Open a text file that is (or becomes) 0600, whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
+def write_private_text(path: Path, text: str) -> None:
+    with open_private(path, "w") as handle:
+        handle.write(text)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file + rename: a reader (or a kill -9) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    """A unique temp file (0600), fsync, rename: a reader (or a kill -9) never sees half a file,
+    and two writers never write into the same temp file."""
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=1))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -13,19 +13,34 @@ Which search client to use depends on the server, so `GET /` is asked first:
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
 
-from ddb2es_cli.config import DynamoSettings, SearchSettings, redact
-from ddb2es_cli.errors import ConfigError, ConnectionFailed
+from ddb2es_cli.config import DynamoSettings, SearchSettings, redact_url
+from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
+from ddb2es_cli.redaction import redact, register_secret
 from ddb2es_cli.retry import is_connection_error, status_of
 
 LOCAL_REGION = "us-east-1"
+log = logging.getLogger("ddb2es.clients")
 
 
 @dataclass(frozen=True)
@@ -54,14 +69,84 @@ class Engine:
 
 def make_boto_session(settings: DynamoSettings) -> boto3.session.Session:
     """The default AWS credential chain; a local endpoint works without any credentials."""
-    session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
-    if settings.endpoint and session.get_credentials() is None:
+    try:
+        session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+        credentials = session.get_credentials()
+    except ProfileNotFound:
+        raise ConfigError(
+            f"AWS profile {settings.profile!r} is not in the AWS config or credentials file "
+            "(--profile, AWS_PROFILE or [dynamodb] profile)"
+        ) from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"AWS credentials could not be loaded: {_one_line(exc)}") from None
+    if settings.endpoint and credentials is None:
         session = boto3.session.Session(
             aws_access_key_id="local",
             aws_secret_access_key="local",
             region_name=settings.region or LOCAL_REGION,
         )
+    elif credentials is not None:
+        # Real AWS secrets are long; a placeholder like "local" would mask ordinary words.
+        frozen = credentials.get_frozen_credentials()
+        register_secret(*(v for v in (frozen.secret_key, frozen.token) if v and len(v) >= 16))
     return session
+
+
+def dynamodb_where(settings: DynamoSettings | None) -> str:
+    if settings is not None and settings.endpoint:
+        return f"DynamoDB at {redact_url(settings.endpoint)}"
+    region = settings.region if settings is not None else None
+    return f"DynamoDB (AWS, {region or 'default region'})"
+
+
+_AUTH_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+    }
+)
+
+
+def aws_error(exc: BotoCoreError | ClientError, settings: DynamoSettings | None) -> Ddb2esError:
+    """One line naming the DynamoDB endpoint and the cause, for any botocore failure."""
+    where = dynamodb_where(settings)
+    endpoint = getattr(exc, "kwargs", {}).get("endpoint_url")
+    if endpoint and (settings is None or not settings.endpoint):
+        where = f"DynamoDB at {redact_url(str(endpoint))}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "error"))
+        message = redact(
+            str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
+        )
+        operation = exc.operation_name
+        if code in _AUTH_CODES:
+            return ConnectionFailed(
+                f"{where} refused our credentials ({operation}: {code}: {message})"[:400]
+            )
+        return Ddb2esError(f"{where} rejected {operation}: {code}: {message}"[:400])
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return ConfigError(
+            f"no AWS credentials for {where}: set a profile (--profile, AWS_PROFILE), "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role is available"
+        )
+    if isinstance(exc, ProfileNotFound):
+        return ConfigError(f"{where}: AWS profile not found: {_one_line(exc)}")
+    if isinstance(exc, NoRegionError):
+        return ConfigError("no AWS region: pass --region or set AWS_REGION")
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        reason = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
+        return ConnectionFailed(f"cannot reach {where}: {reason}")
+    return ConnectionFailed(f"{where}: {type(exc).__name__}: {redact(_one_line(exc))}"[:400])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def make_dynamodb_client(
@@ -81,10 +166,15 @@ def make_dynamodb_client(
         connect_timeout=10,
         read_timeout=60,
     )
+    if settings.endpoint:
+        _warn_plain_http(settings.endpoint, "DynamoDB requests (with an AWS session token if any)")
     factory: Any = session  # boto3's stubs type `client` per literal service name
-    return factory.client(
-        service, endpoint_url=settings.endpoint or None, region_name=region, config=config
-    )
+    try:
+        return factory.client(
+            service, endpoint_url=settings.endpoint or None, region_name=region, config=config
+        )
+    except ValueError as exc:  # botocore: "Invalid endpoint: ..."
+        raise ConfigError(f"--dynamodb-endpoint is not a valid URL: {_one_line(exc)}") from None
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -93,7 +183,8 @@ def make_dynamodb_client(
 def _aws_auth(settings: SearchSettings, region: str | None) -> Any:
     from opensearchpy import Urllib3AWSV4SignerAuth
 
-    session = boto3.session.Session(region_name=region)
+    # The same session as DynamoDB's: `--profile` signs both sides.
+    session = make_boto_session(DynamoSettings(region=region, profile=settings.aws_profile))
     credentials = session.get_credentials()
     if credentials is None:
         raise ConfigError("AWS SigV4 auth: no AWS credentials found in the default chain")
@@ -186,21 +277,51 @@ def detect_engine(settings: SearchSettings, region: str | None = None) -> Engine
         return Engine("opensearch", "2.0.0")
     client = _opensearch_client(settings, region, timeout=15)
     try:
-        info = call_search(settings, client.info)
+        info = call_search(settings, client.transport.perform_request, "GET", "/")
+    except Ddb2esError:
+        raise
+    except Exception as exc:
+        raise _not_a_search_server(settings, exc) from None
     finally:
         client.close()
-    version = info.get("version", {})
-    distribution = version.get("distribution") or "elasticsearch"
-    number = version.get("number")
-    if not number:
-        raise ConnectionFailed(f"{settings.safe_url} did not say which version it runs")
-    return Engine(str(distribution), str(number))
+    return engine_of(settings, info)
+
+
+def engine_of(settings: SearchSettings, info: Any) -> Engine:
+    """The engine a `GET /` answer describes, or one line saying the server is not one."""
+    version = info.get("version") if isinstance(info, dict) else None
+    number = version.get("number") if isinstance(version, dict) else None
+    if not isinstance(number, str) or not number[:1].isdigit():
+        what = (
+            "a JSON " + type(info).__name__.replace("dict", "object").replace("str", "text")
+            if not isinstance(info, dict)
+            else "no version number"
+        )
+        raise ConnectionFailed(
+            f"{settings.safe_url} is not an Elasticsearch/OpenSearch server (GET / answered {what})"
+        )
+    distribution = version.get("distribution") if isinstance(version, dict) else None
+    return Engine(str(distribution or "elasticsearch"), number)
+
+
+def _not_a_search_server(settings: SearchSettings, exc: Exception) -> ConnectionFailed:
+    status = status_of(exc)
+    if isinstance(status, int):
+        answer = f"HTTP {status}"
+    elif "Serializ" in type(exc).__name__ or isinstance(exc, ValueError):
+        answer = "something that is not JSON"
+    else:
+        answer = type(exc).__name__
+    return ConnectionFailed(
+        f"{settings.safe_url} is not an Elasticsearch/OpenSearch server (GET / answered {answer})"
+    )
 
 
 def make_search_client(
     settings: SearchSettings, region: str | None = None, *, timeout: float = 120
 ) -> tuple[Any, Engine]:
     """The right client for the server at `settings.url`, and what the server is."""
+    _warn_transport(settings)
     engine = detect_engine(settings, region)
     if engine.client_library == "elasticsearch-py":
         return _elasticsearch_client(settings, engine, timeout), engine
@@ -227,6 +348,9 @@ def call_search(settings: SearchSettings, func: Any, *args: Any, **kwargs: Any) 
     """Call the client; turn connection and auth failures into one-line, secret-free errors."""
     try:
         return func(*args, **kwargs)
+    except (BotoCoreError, ClientError) as exc:
+        # A DynamoDB failure inside a search step: name DynamoDB, not the search server.
+        raise aws_error(exc, None) from None
     except Exception as exc:
         status = status_of(exc)
         if status in (401, 403):
@@ -254,3 +378,39 @@ def _short_reason(exc: Exception) -> str:
     if "SSL" in text or "certificate" in text.lower():
         return "TLS error: " + text.splitlines()[0][:200]
     return type(exc).__name__
+
+
+# --- warnings ---------------------------------------------------------------------------------
+
+_warned: set[str] = set()
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host in _LOOPBACK or host.startswith("127.") or host.endswith(".localhost")
+
+
+def _warn_plain_http(url: str, what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        _warn_once(
+            f"{what} go over plain http:// to {redact_url(url)}: anyone on the path can read them"
+        )
+
+
+def _warn_transport(settings: SearchSettings) -> None:
+    """Once per process, on stderr: credentials in clear text, or TLS that checks nothing."""
+    if settings.auth != "none":
+        _warn_plain_http(settings.url, f"search credentials ({settings.auth})")
+    if settings.url.startswith("https://") and not settings.verify_certs:
+        _warn_once(
+            f"TLS certificate verification is off for {settings.safe_url}: "
+            "the server is not authenticated"
+        )

@@ -6,16 +6,20 @@ what it found over the file, and the file over the defaults.
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.ownership import deployment_name
+from ddb2es_cli.redaction import redact as redact
+from ddb2es_cli.redaction import register_secret
 from ddb2es_cli.transform import (
     DEFAULT_OVERLAP_MS,
     DEFAULT_REPAIR_MARGIN_MS,
@@ -44,12 +48,17 @@ AWS_SERVICES = ("es", "aoss")
 
 
 def redact_url(url: str) -> str:
-    """The URL without any user:password part (host, port and IPv6 brackets as written)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
+    """The URL without any user:password part, whatever the URL looks like.
+
+    Not `urlsplit`: a password holding `/`, `?` or `#` ends the netloc early, and the rest of the
+    password would then be shown as a path. Everything between `scheme://` and the last `@` goes.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,8 @@ class SearchSettings:
     aws_service: str = "es"
     ca_certs: str | None = None
     verify_certs: bool = True
+    # SigV4 signs with the same AWS session as DynamoDB (`--profile`, `[dynamodb] profile`).
+    aws_profile: str | None = None
 
     def __repr__(self) -> str:
         # The URL may carry user:password; the generated repr would show it.
@@ -175,14 +186,7 @@ class Settings:
             return list(self.tables)
         if not names:
             raise ConfigError("name at least one table, or use --all")
-        return [self.table(n) for n in names]
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret in `text` (error messages from client libraries included)."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+        return [self.table(check_table_name(n)) for n in names]
 
 
 def read_config_file(path: Path | None) -> tuple[dict[str, Any], str | None]:
@@ -201,6 +205,190 @@ def read_config_file(path: Path | None) -> tuple[dict[str, Any], str | None]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+# --- validation ---------------------------------------------------------------------------
+# Every section and key the file may hold, each with its check: a check returns what is wrong
+# with a value (None: fine). A new key is one line here. Unknown sections and keys are errors
+# with a "did you mean", so a typo never silently falls back to a default.
+
+Check = Callable[[Any], "str | None"]
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_INDEX_FORBIDDEN = set('\\/*?"<>| ,#:')
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _name(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+def _flag(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false (unquoted)"
+
+
+def _count(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "must be a whole number >= 0"
+
+
+def _ms(value: Any) -> str | None:
+    return None if _count(value) is None else "must be a whole number of milliseconds >= 0"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def url_problem(value: Any) -> str | None:
+    """What is wrong with an http(s) endpoint URL (never quoting it: it may hold a password)."""
+    if not isinstance(value, str):
+        return "must be a URL string"
+    if value == "":
+        return None
+    if not value.startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parts = urlsplit(redact_url(value))
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
+    except ValueError:
+        return "is not a valid URL (bad host or port)"
+    if not parts.hostname or any(c.isspace() for c in value):
+        return "is not a valid URL (no host)"
+    return None
+
+
+def table_name_problem(value: Any) -> str | None:
+    """DynamoDB's rule, checked before any call: 3-255 characters of A-Z a-z 0-9 _ . -"""
+    if isinstance(value, str) and TABLE_NAME.match(value):
+        return None
+    return "is not a DynamoDB table name (3-255 characters of A-Z a-z 0-9 _ . -)"
+
+
+def index_prefix_problem(value: Any) -> str | None:
+    """Index names are lowercase, and hold none of \\ / * ? " < > | space , # :"""
+    if not isinstance(value, str):
+        return "must be a string"
+    if value != value.lower():
+        return "must be lowercase (index names are)"
+    if set(value) & _INDEX_FORBIDDEN:
+        return 'must not contain \\ / * ? " < > | space , # or :'
+    if value.startswith(("-", "_", "+")):
+        return "must not start with -, _ or +"
+    return None
+
+
+def _existing_file(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a path string"
+    return None if Path(value).is_file() else "names a file that does not exist"
+
+
+TABLE_KEYS: dict[str, Check] = {
+    "name": lambda v: table_name_problem(v) if isinstance(v, str) else "must be a string",
+    "type_attribute": _name,
+    "default_type": _string,
+    "index_prefix": index_prefix_problem,
+}
+SCHEMA: dict[str, dict[str, Check]] = {
+    "dynamodb": {"endpoint": url_problem, "region": _string, "profile": _string},
+    "search": {
+        "url": url_problem,
+        "auth": _one_of(*AUTH_MODES),
+        "username": _string,
+        "password": _string,
+        "api_key": _string,
+        "aws_service": _one_of(*AWS_SERVICES),
+        "ca_certs": _existing_file,
+        "verify_certs": _flag,
+    },
+    "defaults": {
+        "type_attribute": _name,
+        "default_type": _string,
+        "index_prefix": index_prefix_problem,
+        "version_overlap_ms": _ms,
+        "repair_margin_ms": _ms,
+        "deployment": _name,
+    },
+    "template": {"name": _name, "replicas": _count, "priority": _count, "numbers_as_double": _flag},
+    "tables": TABLE_KEYS,  # an array of tables: [[tables]]
+}
+ARRAY_SECTIONS = {"tables"}
+SECRET_KEYS = {"password", "api_key"}  # never quoted in an error
+
+
+def _did_you_mean(word: str, choices: Iterable[str], form: str = "{}") -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {form.format(close[0])}?" if close else ""
+
+
+def validate_file(data: Mapping[str, Any], source: str | None) -> None:
+    """Every section, key and value of the file, against SCHEMA; the first problem is raised."""
+    where = f"config file {source}"
+    for section, body in data.items():
+        if section not in SCHEMA:
+            hint = _did_you_mean(section, SCHEMA, "[{}]")
+            raise ConfigError(f"{where}: unknown section [{section}]{hint}")
+        if section in ARRAY_SECTIONS:
+            if not isinstance(body, list):
+                raise ConfigError(f"{where}: {section} must be [[{section}]] entries")
+            for entry in body:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                label = f"[[{section}]] {name!r}" if isinstance(name, str) else f"[[{section}]]"
+                _validate_section(where, label, entry, SCHEMA[section])
+        else:
+            _validate_section(where, f"[{section}]", body, SCHEMA[section])
+
+
+def _validate_section(where: str, label: str, body: Any, keys: Mapping[str, Check]) -> None:
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: {label} must be a table of key = value lines")
+    if label.startswith("[[tables]]") and "name" not in body:
+        raise ConfigError(f"{where}: every [[tables]] entry needs a name")
+    for key, value in body.items():
+        if key not in keys:
+            hint = _did_you_mean(key, keys)
+            raise ConfigError(f"{where}: {label} has an unknown key {key!r}{hint}")
+        problem = keys[key](value)
+        if problem:
+            shown = "" if key in SECRET_KEYS else f" (got {_show(value)})"
+            raise ConfigError(f"{where}: {label} {key} {problem}{shown}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(redact_url(value))[:80]
+    return repr(value)[:80] if not isinstance(value, dict) else "a table"
+
+
+# Flags and DDB2ES_* variables: the same checks as the file's values.
+OVERRIDE_CHECKS: dict[str, tuple[str, Check]] = {
+    "dynamodb_endpoint": ("--dynamodb-endpoint (DDB2ES_DYNAMODB_ENDPOINT)", url_problem),
+    "es_url": ("--es-url (DDB2ES_ES_URL)", url_problem),
+    "region": ("--region (AWS_REGION)", _string),
+    "profile": ("--profile (AWS_PROFILE)", _string),
+    "es_ca_certs": ("--es-ca-certs", _existing_file),
+}
+
+
+def validate_overrides(given: Mapping[str, Any]) -> None:
+    for key, (label, check) in OVERRIDE_CHECKS.items():
+        if key in given:
+            problem = check(given[key])
+            if problem:
+                raise ConfigError(f"{label} {problem} (got {_show(given[key])})")
+
+
+def check_table_name(name: str) -> str:
+    problem = table_name_problem(name)
+    if problem:
+        raise ConfigError(f"{name!r} {problem}")
+    return name
+
+
 def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Settings:
     """Settings from the file, with `overrides` (flags and environment) laid on top.
 
@@ -208,7 +396,9 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
     es_api_key, es_aws_sigv4, es_aws_service, es_ca_certs, es_verify_certs. None means "not given".
     """
     data, source = read_config_file(config_path)
+    validate_file(data, source)
     given = {k: v for k, v in overrides.items() if v is not None}
+    validate_overrides(given)
     dynamo = _section(data, "dynamodb")
     search = _section(data, "search")
     defaults = _section(data, "defaults")
@@ -218,7 +408,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         region=given.get("region", dynamo.get("region")) or None,
         profile=given.get("profile", dynamo.get("profile")) or None,
     )
-    search_settings = _search_settings(search, given)
+    search_settings = _search_settings(search, given, dynamo.get("profile"))
     global_defaults = {
         "type_attribute": str(defaults.get("type_attribute", "TYPE")),
         "default_type": str(defaults.get("default_type", "default")),
@@ -322,7 +512,9 @@ def _table(entry: Any, defaults: Mapping[str, str]) -> TableSettings:
     )
 
 
-def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> SearchSettings:
+def _search_settings(
+    search: Mapping[str, Any], given: Mapping[str, Any], dynamo_profile: str | None = None
+) -> SearchSettings:
     settings = SearchSettings(
         url=str(given.get("es_url", search.get("url", SearchSettings.url))),
         username=given.get("es_username", search.get("username")),
@@ -330,7 +522,8 @@ def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> Sea
         api_key=given.get("es_api_key", search.get("api_key")),
         aws_service=str(given.get("es_aws_service", search.get("aws_service", "es"))),
         ca_certs=given.get("es_ca_certs", search.get("ca_certs")),
-        verify_certs=bool(given.get("es_verify_certs", search.get("verify_certs", True))),
+        verify_certs=given.get("es_verify_certs", search.get("verify_certs", True)),
+        aws_profile=given.get("profile", dynamo_profile) or None,
     )
     settings = _credentials_from_url(settings)
     auth = _auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings, given)
@@ -341,27 +534,30 @@ def _search_settings(search: Mapping[str, Any], given: Mapping[str, Any]) -> Sea
         raise ConfigError("basic auth needs --es-username and --es-password")
     if auth == "api-key" and not settings.api_key:
         raise ConfigError("api-key auth needs --es-api-key (or DDB2ES_ES_API_KEY)")
-    if urlsplit(settings.url).scheme not in ("http", "https"):
-        raise ConfigError(f"--es-url must start with http:// or https://: {settings.safe_url}")
+    register_secret(settings.password, settings.api_key)
     return settings
 
 
 def _credentials_from_url(settings: SearchSettings) -> SearchSettings:
-    """`https://user:pw@host` works like --es-username/--es-password, and the URL keeps neither."""
-    try:
-        parts = urlsplit(settings.url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
-    except ValueError:
-        raise ConfigError(f"--es-url is not a valid URL: {redact_url(settings.url)}") from None
-    if "@" not in parts.netloc:
-        return settings
-    from urllib.parse import unquote
+    """`https://user:pw@host` works like --es-username/--es-password, and the URL keeps neither.
 
+    The userinfo is everything between `scheme://` and the last `@`, so a password holding
+    `/`, `?`, `#` or `@` (unencoded) still works, and is never part of an error message.
+    """
+    _scheme, sep, rest = settings.url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""
+    url = redact_url(settings.url)
+    problem = url_problem(url)
+    if problem:
+        raise ConfigError(f"--es-url {problem}: {url}")
+    if not userinfo:
+        return settings
+    user, _, password = userinfo.partition(":")
     return replace(
         settings,
-        url=redact_url(settings.url),
-        username=settings.username or (unquote(parts.username) if parts.username else None),
-        password=settings.password or (unquote(parts.password) if parts.password else None),
+        url=url,
+        username=settings.username or (unquote(user) if user else None),
+        password=settings.password or (unquote(password) if password else None),
     )
 
 

@@ -87,8 +87,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from ddb2es_cli.clients import aws_error
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.drift_compare import differing_fields, parse_document, source_hash
 from ddb2es_cli.drift_repair import Repairer
@@ -914,11 +915,8 @@ def run_drift(
                 _after_repair(run, run.repairer)
     except Ddb2esError:
         raise
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise DriftError(
-            f"DynamoDB: {error.get('Code', 'error')}: {error.get('Message', '')}"[:300]
-        ) from exc
+    except (BotoCoreError, ClientError) as exc:  # DynamoDB's failure: name DynamoDB, not search
+        raise aws_error(exc, settings.dynamodb) from exc
     except Exception as exc:
         if _is_connection_error(exc):
             raise ConnectionFailed(f"cannot reach {settings.search.safe_url}") from exc

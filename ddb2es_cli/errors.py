@@ -34,3 +34,7 @@ class LocalStackError(Ddb2esError):
 
 class ConnectionFailed(Ddb2esError):
     """An endpoint could not be reached or refused our credentials."""
+
+
+class Cancelled(Ddb2esError):
+    """The operator answered "no" to a confirmation: nothing was changed (exit 1)."""

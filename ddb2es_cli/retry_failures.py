@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ddb2es_cli.checkpoint import open_private
 from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.sink import BulkOptions, BulkWriter, Failure, failure_line, index_action
@@ -128,7 +129,7 @@ def _again(failure: Failure, reason: str) -> Failure:
 def _rewrite(path: Path, failures: list[Failure]) -> None:
     """Temp file + rename: a kill -9 leaves the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with open_private(tmp, "w") as handle:
         for failure in failures:
             handle.write(failure_line(failure) + "\n")
     os.replace(tmp, path)

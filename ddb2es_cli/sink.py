@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ddb2es_cli.checkpoint import open_private
 from ddb2es_cli.clients import helpers_for
 from ddb2es_cli.retry import CONFLICT_STATUS, RETRYABLE_STATUS, Backoff, is_retryable_error
 from ddb2es_cli.transform import Document
@@ -109,7 +110,7 @@ class FailureLog:
             return
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8")
+            self._handle = open_private(self.path, "a")  # keys and engine text: 0600
         self._handle.write(failure_line(failure) + "\n")
         self._handle.flush()
 

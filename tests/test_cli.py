@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from click.testing import CliRunner
 
 from ddb2es_cli.cli import cli
 from ddb2es_cli.errors import ExitStatus
+from tests.conftest import Stack
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -93,3 +100,78 @@ def test_only_the_cli_package_imports_the_terminal_libraries() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in ("click", "rich", "tqdm"), f"{path.name}: {name}"
+
+
+# --- issue 11: logs, --verbose anywhere, "cancelled", JSON errors ------------------------------
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], **kwargs: Any) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "ddb2es_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **env},
+        **kwargs,
+    )
+
+
+def test_no_log_lines_by_default_and_verbose_after_the_command(
+    stack: Stack, tmp_path: Path
+) -> None:
+    table = stack.create_table("orders")
+    stack.config_file(tmp_path, table)
+    quiet = _run(["drift", table], tmp_path, stack.cli_env())
+    assert quiet.returncode in (0, 3), quiet.stderr
+    assert " INFO " not in quiet.stderr and "INFO" not in quiet.stderr, quiet.stderr
+    assert quiet.stderr.strip() == "", quiet.stderr
+    verbose = _run(["drift", table, "--verbose"], tmp_path, stack.cli_env())
+    assert verbose.returncode == quiet.returncode, verbose.stderr
+    assert " DEBUG botocore" in verbose.stderr and " INFO ddb2es" in verbose.stderr
+    before = _run(["--verbose", "drift", table], tmp_path, stack.cli_env())
+    assert " INFO ddb2es" in before.stderr
+
+
+def test_answering_no_to_a_confirmation_says_cancelled(tmp_path: Path) -> None:
+    """On a terminal, "n" cancels (exit 1): it is not a refusal for want of --yes."""
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ddb2es_cli", "drift", "orders", "--repair"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ, "DDB2ES_DYNAMODB_ENDPOINT": "http://127.0.0.1:1"},
+        )
+        os.write(controller, b"n\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert proc.returncode == ExitStatus.ERROR, err
+    assert "Repair documents in the live indices?" in err
+    assert err.strip().endswith("\nError: cancelled: nothing was changed") or err.strip().endswith(
+        ": Error: cancelled: nothing was changed"
+    ), err
+    assert "not interactive" not in err and out == ""
+
+
+def test_without_a_terminal_and_without_yes_it_refuses(tmp_path: Path) -> None:
+    proc = _run(["drift", "orders", "--repair"], tmp_path, {}, stdin=subprocess.DEVNULL)
+    assert proc.returncode == ExitStatus.USAGE
+    assert "refusing to repair without --yes (not interactive)" in proc.stderr
+
+
+def test_json_errors_are_json_on_stdout() -> None:
+    result = CliRunner().invoke(cli, ["--json", "reindex"])
+    assert result.exit_code == ExitStatus.USAGE
+    assert json.loads(result.stdout) == {
+        "error": "name at least one table, or use --all",
+        "exit_code": 2,
+    }
+    assert result.stderr == ""
+    result = CliRunner().invoke(cli, ["reindex", "ab", "--json"])
+    assert json.loads(result.stdout)["exit_code"] == 2

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +37,7 @@ from ddb2es_cli.config import (
     DynamoSettings,
     SearchSettings,
     Settings,
+    load_settings,
     redact,
     redact_url,
 )
@@ -351,7 +354,9 @@ def test_doctor_never_prints_secrets(
                 search = next(c for c in report["checks"] if c["name"] == "search")
                 assert search["detail"].startswith(f"http://127.0.0.1:{port}")
                 assert search["ok"] is (target != "closed")
-            if result.exit_code == 2:
+            if result.exit_code == 2 and "--json" in output:
+                assert json.loads(result.stdout)["exit_code"] == 2
+            elif result.exit_code == 2:
                 assert result.stderr.startswith("Error: ")
             else:
                 # Open targets may still fail the template check, which the test does not set up.
@@ -422,3 +427,103 @@ def test_aws_region_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     client = make_dynamodb_client(DynamoSettings())  # builds; sends nothing
     assert client.meta.region_name == "ap-south-1"
     assert client.meta.endpoint_url == "https://dynamodb.ap-south-1.amazonaws.com"
+
+
+# --- issue 11: one AWS session, whole-value masking, transport warnings -----------------------
+
+
+def test_sigv4_signs_with_the_profile_not_the_default_chain(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--profile` picks the identity for both sides: the search request is signed by it."""
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile ops]\naws_access_key_id = AKIDPROFILEOPS\n"
+        "aws_secret_access_key = profile-secret-0123456789\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDDEFAULTCHAIN")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "default-secret-0123456789")
+    proxy = _RecordingProxy(stack.es_url)
+    try:
+        settings = load_settings(
+            None, {"es_url": proxy.url, "es_aws_sigv4": True, "profile": "ops"}
+        ).search
+        assert settings.aws_profile == "ops"
+        client, _engine = make_search_client(settings, "us-east-1")
+        client.cluster.health()
+        client.close()
+    finally:
+        proxy.close()
+    signed = [h["authorization"] for _m, _p, h in proxy.seen if "authorization" in h]
+    assert signed, proxy.seen
+    assert all("Credential=AKIDPROFILEOPS/" in a for a in signed), signed
+
+
+def test_redact_masks_whole_values_only() -> None:
+    # A short secret inside other words stays: masking it would show it, and where it is.
+    assert redact("about a cab", ["ab"]) == "about a cab"
+    assert redact("user ab failed", ["ab"]) == "user *** failed"
+    assert redact("http://bob:ab@host", ["ab"]) == "http://bob:***@host"
+    assert redact("key=s3cr3t-Pa55;", [SECRET]) == "key=***;"
+
+
+def test_redact_masks_aws_and_auth_headers_from_any_library() -> None:
+    line = (
+        "headers={'X-Amz-Security-Token': b'FwoGZXIvYXdzEXAMPLE', 'Authorization': "
+        "b'AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/dynamodb/aws4_request, "
+        "Signature=abc'}\nx-amz-security-token:FwoGZXIvYXdzEXAMPLE\n"
+        "GET /?X-Amz-Credential=AKID%2F2026&X-Amz-Signature=ff00 HTTP/1.1"
+    )
+    masked = redact(line)
+    for value in ("FwoGZXIvYXdzEXAMPLE", "AKID", "Signature=abc", "ff00"):
+        assert value not in masked, masked
+    assert "'Authorization': b'***'" in masked
+
+
+@pytest.mark.parametrize(
+    ("settings", "warning"),
+    [
+        (SearchSettings(url="http://search.example:9200", auth="basic", username="u",
+                        password="p"), "go over plain http:// to http://search.example:9200"),
+        (SearchSettings(url="https://search.example", verify_certs=False),
+         "TLS certificate verification is off for https://search.example"),
+    ],
+)  # fmt: skip
+def test_transport_warnings_once(
+    settings: SearchSettings, warning: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ddb2es_cli import clients
+
+    clients._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="ddb2es.clients"):
+        clients._warn_transport(settings)
+        clients._warn_transport(settings)
+    found = [r.getMessage() for r in caplog.records if warning in r.getMessage()]
+    assert len(found) == 1, caplog.records
+    assert "p@" not in found[0]
+
+
+def test_no_warning_for_loopback_or_verified_tls(caplog: pytest.LogCaptureFixture) -> None:
+    from ddb2es_cli import clients
+
+    clients._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="ddb2es.clients"):
+        clients._warn_transport(SearchSettings(url="http://127.0.0.1:9200", auth="basic"))
+        clients._warn_transport(SearchSettings(url="http://localhost:9200", auth="api-key"))
+        clients._warn_transport(SearchSettings(url="http://search.example:9200"))  # no secret
+        clients._warn_transport(SearchSettings(url="https://search.example", auth="basic"))
+    assert not caplog.records
+
+
+def test_warnings_reach_stderr_once_through_the_cli(tmp_path: Path, opensearch_url: str) -> None:
+    """A real process: the warning is printed once, on stderr, without the password."""
+    port = urlsplit(opensearch_url).port
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddb2es_cli", "--es-url", f"https://bob:{SECRET}@localhost.:{port}",
+         "--no-es-verify-certs", "template", "check"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stderr.count("go over plain http") == 0
+    assert proc.stderr.count("TLS certificate verification is off") == 1, proc.stderr
+    assert_no_secret(proc.stdout, proc.stderr)

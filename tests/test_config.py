@@ -56,9 +56,15 @@ def check(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def assert_usage_error(result: Result, *fragments: str) -> None:
-    """Exit 2, one line on stderr naming the problem, nothing on stdout, no traceback."""
+    """Exit 2, one line on stderr naming the problem, nothing on stdout, no traceback; with
+    --json, that line is `{"error": ..., "exit_code": 2}` on stdout instead."""
     assert result.exit_code == ExitStatus.USAGE, (result.output, result.exception)
-    assert result.stdout == ""
+    if result.stdout:
+        answer = json.loads(result.stdout)
+        assert answer["exit_code"] == ExitStatus.USAGE and result.stderr == ""
+        for fragment in fragments:
+            assert fragment in answer["error"]
+        return
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: ")
@@ -234,7 +240,9 @@ def test_cwd_file_is_read_when_no_path_is_given(tmp_path: Path) -> None:
     assert settings.source == "ddb2es.toml"
 
 
-FULL_FILE = """
+# ca_certs must name a file that exists: any file does for settings.
+CA_FILE = str(Path(__file__).resolve())
+FULL_FILE = f"""
 [dynamodb]
 region = "eu-west-1"
 endpoint = "http://file-ddb:8000"
@@ -245,7 +253,7 @@ url = "https://file-search:443"
 username = "file-user"
 password = "file-password"
 verify_certs = false
-ca_certs = "/file/ca.pem"
+ca_certs = "{CA_FILE}"
 
 [defaults]
 type_attribute = "kind"
@@ -266,7 +274,7 @@ def test_file_over_defaults(tmp_path: Path) -> None:
     assert settings.search.username == "file-user"
     assert settings.search.password == "file-password"
     assert settings.search.verify_certs is False
-    assert settings.search.ca_certs == "/file/ca.pem"
+    assert settings.search.ca_certs == CA_FILE
     assert (settings.type_attribute, settings.default_type, settings.index_prefix) == (
         "kind",
         "other",
@@ -297,7 +305,7 @@ def test_overrides_over_file_and_none_means_not_given(tmp_path: Path) -> None:
     assert settings.search.username == "flag-user"
     assert settings.search.password == "file-password"
     assert settings.search.verify_certs is True
-    assert settings.search.ca_certs == "/file/ca.pem"
+    assert settings.search.ca_certs == CA_FILE
 
 
 def test_empty_endpoint_means_aws(tmp_path: Path) -> None:
@@ -388,7 +396,7 @@ def test_all_without_configured_tables_through_the_cli(tmp_path: Path) -> None:
 BAD_CONFIGS = {
     "unknown table key": (
         '[[tables]]\nname = "orders"\ntype_atribute = "kind"\n',
-        ["'orders'", "unknown keys", "type_atribute"],
+        ["'orders'", "unknown key", "type_atribute", "did you mean type_attribute?"],
     ),
     "duplicate table": (
         '[[tables]]\nname = "orders"\n[[tables]]\nname = "orders"\n',

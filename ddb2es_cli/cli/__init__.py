@@ -7,16 +7,16 @@ they share.
 
 from __future__ import annotations
 
-import logging
+import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb2es_cli import __version__
-from ddb2es_cli.cli.common import AppContext
+from ddb2es_cli.cli.common import JSON_ERRORS, AppContext, setup_logging
 from ddb2es_cli.cli.doctor import doctor
 from ddb2es_cli.cli.drift import drift
 from ddb2es_cli.cli.local import local
@@ -24,23 +24,58 @@ from ddb2es_cli.cli.reindex import reindex
 from ddb2es_cli.cli.reload import reload
 from ddb2es_cli.cli.stream import stream
 from ddb2es_cli.cli.template import template
+from ddb2es_cli.config import DynamoSettings
 from ddb2es_cli.errors import Ddb2esError, ExitStatus
-
-NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore", "boto3")
+from ddb2es_cli.redaction import redact
 
 
 class Ddb2esGroup(click.Group):
-    """The one place where core exceptions become a one-line message and an exit code."""
+    """The one place where core exceptions become a one-line message and an exit code.
+
+    With `--json` (anywhere on the line) the error is `{"error": ..., "exit_code": ...}` on
+    stdout instead, so a script reading stdout always gets JSON.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        words = args[: args.index("--")] if "--" in args else args
+        ctx.meta[JSON_ERRORS] = "--json" in words
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except Ddb2esError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(exc.exit_status)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(ExitStatus.INTERRUPTED)
+            fail(ctx, str(exc), exc.exit_status)
+        except (BotoCoreError, ClientError) as exc:
+            # A DynamoDB call no core function wrapped: still one line naming the endpoint.
+            from ddb2es_cli.clients import aws_error
+
+            error = aws_error(exc, _dynamodb_settings(ctx))
+            fail(ctx, str(error), error.exit_status)
+        except click.ClickException as exc:
+            if not ctx.meta.get(JSON_ERRORS):
+                raise
+            fail(ctx, exc.format_message(), ExitStatus(exc.exit_code))
+        except (KeyboardInterrupt, click.Abort):
+            fail(ctx, "interrupted", ExitStatus.INTERRUPTED)
+
+
+def fail(ctx: click.Context, message: str, status: ExitStatus) -> None:
+    """Print the error (secrets masked) and exit with its status."""
+    message = redact(" ".join(message.split()))  # one line, whatever the message held
+    if ctx.meta.get(JSON_ERRORS):
+        click.echo(json.dumps({"error": message, "exit_code": int(status)}))
+    else:
+        click.echo(f"Error: {message}", err=True)
+    ctx.exit(status)
+
+
+def _dynamodb_settings(ctx: click.Context) -> DynamoSettings | None:
+    app = ctx.find_object(AppContext)
+    try:
+        return app.settings.dynamodb if app is not None else None
+    except Ddb2esError:
+        return None
 
 
 @click.group(
@@ -74,6 +109,7 @@ class Ddb2esGroup(click.Group):
 @click.option(
     "--es-aws-service",
     type=click.Choice(["es", "aoss"]),
+    envvar="DDB2ES_ES_AWS_SERVICE",
     default=None,
     help="SigV4 service: es (domains) or aoss (Serverless).",
 )
@@ -82,12 +118,17 @@ class Ddb2esGroup(click.Group):
 )
 @click.option(
     "--es-verify-certs/--no-es-verify-certs",
+    envvar="DDB2ES_ES_VERIFY_CERTS",
     default=None,
     help="Verify TLS certificates (default: on).",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print the result as one JSON document.")
 @click.option("--quiet", is_flag=True, help="No progress bars or logs.")
-@click.option("--verbose", is_flag=True, help="Debug logs, including every HTTP request.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Logs: ours, and every HTTP request (secrets masked). Also after the command name.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -104,16 +145,7 @@ def cli(
     Example:
       ddb2es --dynamodb-endpoint http://localhost:8000 --es-url http://localhost:9200 doctor
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        # The client libraries log every request, and failed ones with tracebacks: our own
-        # messages say what went wrong in one line; --verbose shows theirs.
-        for name in NOISY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+    setup_logging(verbose)
     ctx.obj = AppContext(config_path, overrides, json_output, quiet)
 
 

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ddb2es_cli.config import Settings, load_settings
+from ddb2es_cli.errors import Cancelled
+from ddb2es_cli.redaction import RedactingFormatter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,8 +74,50 @@ def failures_option(default: str, what: str = "documents that failed") -> Callab
     )
 
 
+JSON_ERRORS = "ddb2es.json_errors"  # ctx.meta key: print errors as JSON
+# The client libraries log every request, and failed ones with tracebacks: our own messages say
+# what went wrong in one line; --verbose shows theirs.
+NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore", "boto3")
+DEFAULT_FORMAT = "%(levelname)s: %(message)s"
+VERBOSE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is now (click's test runner swaps it per run)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Warnings only by default; --verbose: everything, with times. Secrets are always masked."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, _StderrHandler)]
+    if not root.handlers:  # like basicConfig: a host that set up logging keeps its own
+        ours = [_StderrHandler()]
+        root.addHandler(ours[0])
+    for handler in ours:
+        handler.setFormatter(RedactingFormatter(VERBOSE_FORMAT if verbose else DEFAULT_FORMAT))
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.CRITICAL)
+
+
+def _verbose_callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        setup_logging(verbose=True)
+
+
 def output_options(func: F) -> F:
-    """--json and --quiet on every command as well as globally (`local up --json` reads well)."""
+    """--json, --quiet and --verbose on every command as well as globally."""
+    func = click.option(
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbose_callback,
+        help="Logs, and every HTTP request (secrets masked).",
+    )(func)
     func = click.option("--quiet", "quiet", is_flag=True, help="No progress bars or logs.")(func)
     func = click.option(
         "--json", "json_output", is_flag=True, help="Print the result as one JSON document."
@@ -158,7 +202,10 @@ class Bars:
 
 
 def confirm(question: str) -> bool:
-    """Ask only on a terminal; a non-interactive run without --yes is refused."""
+    """Ask only on a terminal (False when not interactive: the caller refuses without --yes);
+    a "no" answer cancels the command."""
     if not sys.stdin.isatty():
         return False
-    return click.confirm(question, default=False, err=True)
+    if not click.confirm(question, default=False, err=True):
+        raise Cancelled("cancelled: nothing was changed")
+    return True

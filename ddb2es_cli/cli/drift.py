@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ddb2es_cli.checkpoint import write_private_text
 from ddb2es_cli.cli.common import (
     Bars,
     app_of,
@@ -156,7 +157,7 @@ def drift(
     data: dict[str, Any] = report.as_dict()
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_private_text(report_path, json.dumps(data, indent=2) + "\n")
 
     def render(console: Console) -> None:
         for t in data["tables"]:

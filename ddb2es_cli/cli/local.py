@@ -131,7 +131,13 @@ def local_status(
 
 
 @local.command("seed")
-@click.option("--items", default=10_000, show_default=True, help="Items in all, over 3 tables.")
+@click.option(
+    "--items",
+    type=click.IntRange(min=0),
+    default=10_000,
+    show_default=True,
+    help="Items in all, over 3 tables.",
+)
 @click.option("--prefix", default="ddb2es-demo-", show_default=True, help="Table name prefix.")
 @click.option("--seed", "random_seed", default=0, show_default=True, help="Random seed.")
 @click.option("--item-bytes", default=0, help="Pad items to about this size (benchmarks).")
