@@ -535,7 +535,7 @@ def config_from_env(env: Mapping[str, str]) -> tuple[SearchSettings, StreamConfi
         password=env.get("DDB2ES_ES_PASSWORD"),
         api_key=env.get("DDB2ES_ES_API_KEY"),
         aws_service=env.get("DDB2ES_ES_AWS_SERVICE", "es"),
-        verify_certs=env.get("DDB2ES_ES_VERIFY_CERTS", "true").lower() != "false",
+        verify_certs=_env_flag(env, "DDB2ES_ES_VERIFY_CERTS", True),
     )
     config = StreamConfig(
         type_attribute=env.get("DDB2ES_TYPE_ATTRIBUTE", "TYPE"),
@@ -592,6 +592,42 @@ def destination_client(destination: str) -> Any:
 _CLIENT: Any = None  # kept across invocations of a warm function
 
 
+def _env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("true", "1", "false", "0"):
+        return value in ("true", "1")
+    raise ValueError(f"{name} must be true, false, 1 or 0, not {value!r}")
+
+
+class InvalidEvent(ValueError):
+    """The function was invoked with something that is not a DynamoDB Streams batch."""
+
+
+_RECORD_FIELDS = ("eventName", "dynamodb")
+_DATA_FIELDS = ("Keys", "SequenceNumber", "ApproximateCreationDateTime")
+
+
+def stream_records(event: Any) -> list[Mapping[str, Any]]:
+    """The records of a DynamoDB Streams event; anything else is one clear error naming what is
+    missing (a test invocation with another payload, a Kinesis or SQS mapping by mistake)."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise InvalidEvent("not a DynamoDB Streams event: no Records list")
+    for n, record in enumerate(records):
+        source = record.get("eventSource") if isinstance(record, Mapping) else None
+        if source not in (None, "aws:dynamodb"):
+            raise InvalidEvent(f"record {n} comes from {source!r}, not from DynamoDB Streams")
+        missing = [f for f in _RECORD_FIELDS if not isinstance(record, Mapping) or f not in record]
+        data = record.get("dynamodb") if isinstance(record, Mapping) else None
+        if isinstance(data, Mapping):
+            missing += [f"dynamodb.{f}" for f in _DATA_FIELDS if f not in data]
+        if missing:
+            raise InvalidEvent(f"record {n} of the event lacks {', '.join(missing)}")
+    return records
+
+
 def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Entry point of the deployed function (event source mapping with ReportBatchItemFailures).
 
@@ -600,12 +636,16 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
     in `batchItemFailures`.
     """
     global _CLIENT
+    try:
+        records = stream_records(event)
+    except InvalidEvent as exc:
+        log.error("ddb2es stream handler: %s", exc)
+        raise
     search, config = config_from_env(os.environ)
     if _CLIENT is None:
         from ddb2es_cli.clients import make_search_client
 
         _CLIENT, _engine = make_search_client(search, os.environ.get("AWS_REGION"), timeout=30)
-    records = list(event.get("Records", []))
     result = apply_batch(_CLIENT, records, config)
     if result.refused is not None and result.first_failed is not None:
         log.error(
