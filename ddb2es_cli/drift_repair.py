@@ -15,11 +15,14 @@ from ddb2es_cli.drift_report import REPAIR_BATCH, DriftOptions, Finding, RepairR
 from ddb2es_cli.drift_tables import DriftTable, batch_get
 from ddb2es_cli.search_json import SearchJson
 from ddb2es_cli.sink import (
+    Action,
     BulkOptions,
     BulkWriter,
     Failure,
     FailureLog,
+    Refreshed,
     delete_action,
+    gc_deletes_ms,
     index_action,
 )
 from ddb2es_cli.transform import Document, TransformError, repair_version, to_document
@@ -42,6 +45,28 @@ class RepairContext(Protocol):
     def claimed(
         self, index: str, tables: Sequence[DriftTable], docs: Sequence[tuple[str, str]]
     ) -> set[str]: ...
+
+
+class _LateRepairs:
+    """A repair write is a snapshot write too (SPEC section 1, late writes): one the cluster held
+    back past half its index's `index.gc_deletes` could land after a newer delete's tombstone
+    expired, so it is not sent; it stays drift, and the next drift run reads the item again."""
+
+    def __init__(self, es: Any) -> None:
+        self.es = es
+        self.gc_deletes: dict[str, int] = {}
+
+    def read_ms(self, step: RepairStep) -> int | None:
+        return step.read_ms if step.action == "index" else None  # deletes cannot resurrect
+
+    def max_age_ms(self, index: str) -> float:
+        if index not in self.gc_deletes:
+            self.gc_deletes[index] = gc_deletes_ms(self.es, index)
+        return self.gc_deletes[index] / 2
+
+    def refresh(self, stale: list[tuple[Action, RepairStep]]) -> list[Refreshed]:
+        reason = "held back by the cluster past the late-write limit: not sent"
+        return [Refreshed(None, step.read_ms or 0, reason) for _action, step in stale]
 
 
 class Repairer:
@@ -108,7 +133,7 @@ class Repairer:
         }
         # A consistent read: a short margin, not the scan pages' long overlap (SPEC section 1).
         margin = self.run.settings.repair_margin
-        wanted: dict[str, tuple[Document | None, str, int]] = {}
+        wanted: dict[str, tuple[Document | None, str, int, int]] = {}
         pairs: set[tuple[str, str]] = set()
         for text, places in targets.items():
             item, started = fresh[table.key_text(keys[text])]
@@ -118,14 +143,14 @@ class Repairer:
                     doc = to_document(item, table.shape)
                 except TransformError as exc:
                     gone_reason = exc.reason
-            wanted[text] = (doc, gone_reason, repair_version(started, margin))
+            wanted[text] = (doc, gone_reason, repair_version(started, margin), started)
             pairs |= set(places)
             if doc is not None:
                 pairs.add((doc.index, doc.id))
         current = self.run.search.mget(sorted(pairs))
         steps = []
         for text, places in targets.items():
-            doc, gone_reason, version = wanted[text]
+            doc, gone_reason, version, read_ms = wanted[text]
             if doc is not None:
                 have = current.get((doc.index, doc.id))
                 if have is None or differing_fields(parse_document(doc.source), have):
@@ -140,6 +165,7 @@ class Repairer:
                             version,
                             reason,
                             doc.source,
+                            read_ms=read_ms,
                         )
                     )
                 else:
@@ -171,10 +197,14 @@ class Repairer:
                 actions.append((index_action(doc, step.version), step))
             else:
                 actions.append((delete_action(step.index, step.id, step.version), step))
-        writer = BulkWriter(self.run.es, BulkOptions(chunk_size=500))
+        writer = BulkWriter(
+            self.run.es, BulkOptions(chunk_size=500), freshener=_LateRepairs(self.run.es)
+        )
         for result in writer.write(actions):
             step = result.tag
-            if result.error is None:
+            if result.reread:
+                step.outcome = "held_too_long"  # found again by the next drift run
+            elif result.error is None:
                 step.outcome = "indexed" if step.action == "index" else "deleted"
             elif result.status == 409:
                 step.outcome = "newer_write_in_flight"
@@ -202,6 +232,9 @@ class Repairer:
             self.unresolved[step.table] += 1
         elif step.outcome == "already_gone":
             r.already_gone += 1
+        elif step.outcome == "held_too_long":
+            r.held_too_long += 1
+            self.unresolved[step.table] += 1
         else:
             r.failed += 1
             self.unresolved[step.table] += 1

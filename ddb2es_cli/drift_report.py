@@ -302,7 +302,9 @@ class RepairStep:
     version: int
     reason: str
     source: str | None = None  # the document (index steps)
-    outcome: str = "planned"  # indexed | deleted | newer_write_in_flight | already_gone | failed
+    read_ms: int | None = None  # when the consistent read behind it started (index steps)
+    # indexed | deleted | newer_write_in_flight | already_gone | held_too_long | failed
+    outcome: str = "planned"
     error: str | None = None
     verified: bool | None = None
 
@@ -345,6 +347,7 @@ class RepairResult:
     deleted: int = 0
     newer_write_in_flight: int = 0  # 409: a newer write landed first; left alone
     already_gone: int = 0  # delete found nothing to delete
+    held_too_long: int = 0  # not sent: the cluster held it back past the late-write limit
     already_in_sync: int = 0  # the fresh read matches the index now (the write was in flight)
     other_tables: int = 0  # not deleted: another table has an item for the document
     failed: int = 0
@@ -361,6 +364,7 @@ class RepairResult:
             "indexed": self.indexed,
             "deleted": self.deleted,
             "newer_write_in_flight": self.newer_write_in_flight,
+            "held_too_long": self.held_too_long,
             "already_gone": self.already_gone,
             "already_in_sync": self.already_in_sync,
             "other_tables": self.other_tables,

@@ -104,3 +104,58 @@ def test_a_write_held_past_the_tombstone_does_not_resurrect_a_deleted_item(
     assert stack.es.count(index=index)["count"] == 29
     assert summary.failures == 0
     assert summary.tables[table].gone == 1
+
+
+def test_a_repair_write_held_past_the_tombstone_is_not_sent(
+    any_stack: Stack, tmp_path: Path
+) -> None:
+    """A repair reads the item, then the cluster holds its write back; meanwhile the item is
+    deleted (and the delete applied). Sent after the tombstone expired, the write would bring the
+    item back: it is not sent, and the run reports drift remaining (the next run reads again)."""
+    from ddb2es_cli.drift import run_drift
+    from ddb2es_cli.drift_report import DriftOptions
+    from ddb2es_cli.sink import BulkWriter, delete_action
+    from ddb2es_cli.transform import stream_version
+    from tests.test_drift import key_of, load, make_item
+
+    stack = any_stack
+    loaded = load(stack, tmp_path, 20)
+    victim = to_document(make_item(5), loaded.shape)
+    stack.es.indices.put_settings(index=victim.index, body={"index": {"gc_deletes": GC_DELETES}})
+    loaded.delete_from_index(5)  # drift: the repair will want to index it again
+    es = HoldDocument(stack.es, victim.id)
+    settings = stack.settings(loaded.table)
+    outcome: dict[str, Any] = {}
+
+    def repair() -> None:
+        try:
+            outcome["report"] = run_drift(
+                stack.ddb,
+                es,
+                settings,
+                list(settings.tables),
+                DriftOptions(full=True, repair=True, refresh=True, seed=1),
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=repair)
+    worker.start()
+    wait_for(lambda: es.held_event.is_set() or not worker.is_alive(), "the repair's write")
+    assert "error" not in outcome, outcome.get("error")
+    stack.ddb.delete_item(TableName=loaded.table, Key=key_of(5))
+    # The stream handler's delete of it, with the version its stream record would carry.
+    delete = delete_action(victim.index, victim.id, stream_version(time.time()))
+    assert all(
+        r.error is None or r.status == 404 for r in BulkWriter(stack.es).write([(delete, 0)])
+    )
+    deleted = time.monotonic()
+    tombstone_s = (parse_time_ms(GC_DELETES) or 0) / 1000
+    es.released = lambda: time.monotonic() > deleted + 2 * tombstone_s
+    worker.join(timeout=120)
+    assert "error" not in outcome, outcome.get("error")
+    report = outcome["report"]
+    stack.es.indices.refresh(index=victim.index)
+    assert not stack.es.exists(index=victim.index, id=victim.id)
+    assert report.repair.held_too_long == 1
+    assert report.exit_status == 3  # drift remains: the next run reads the item again
