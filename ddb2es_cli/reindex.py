@@ -84,9 +84,6 @@ class ReindexOptions:
     index_suffix: str = ""
     # More settings for the load, restored afterwards like the others (e.g. index.gc_deletes).
     extra_load_settings: dict[str, Any] = field(default_factory=dict)
-    # How old a scan page's write may be when it is sent; older ones are re-read first.
-    # None: half of the target index's `index.gc_deletes` (SPEC section 1, late writes).
-    max_snapshot_age_ms: float | None = None
 
 
 @dataclass
@@ -322,8 +319,7 @@ class _Run:
         return tag[0].page.started_ms
 
     def max_age_ms(self, index: str) -> float:
-        if self.options.max_snapshot_age_ms is not None:
-            return self.options.max_snapshot_age_ms
+        """Half the tombstone life; the other half is the request's budget to reach the engine."""
         return self.gc_deletes.get(index, DEFAULT_GC_DELETES_MS) / 2
 
     def refresh(self, stale: list[tuple[Action, _DocTag]]) -> list[Refreshed]:
