@@ -46,6 +46,8 @@ log = logging.getLogger("ddb2es.stream")
 LAMBDA_MODULES = (
     "__init__.py",
     "errors.py",
+    "checkpoint.py",
+    "redaction.py",
     "config.py",
     "transform.py",
     "clients.py",
