@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,8 +70,35 @@ def default_cache_dir() -> Path:
 
 
 def default_state_dir() -> Path:
-    """Where pid, port and log files go: per working directory, so stacks do not collide."""
-    return Path(os.environ.get("DDB2ES_STATE_DIR") or Path.cwd() / ".ddb2es-local")
+    """Where pid, port and log files go: one per user, so `status` and `down` work from any
+    directory (XDG_STATE_HOME, else ~/.local/state; DDB2ES_STATE_DIR overrides)."""
+    explicit = os.environ.get("DDB2ES_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "ddb2es" / "local"
+
+
+def is_loopback_endpoint(url: str | None) -> bool:
+    """True only for an http(s) URL whose host is a loopback address or `localhost`.
+
+    No DNS lookup: a name that happens to resolve to 127.0.0.1 today is not trusted, and no
+    endpoint at all means AWS itself.
+    """
+    if not url:
+        return False
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def free_port() -> int:
@@ -174,7 +203,11 @@ def start_dynamodb(
     db_path: Path | None = None,
     cache_dir: Path | None = None,
 ) -> ServerProcess:
-    """DynamoDB Local in memory, or on disk (`-sharedDb`) when db_path is given to keep data."""
+    """DynamoDB Local in memory, or on disk when db_path is given to keep data.
+
+    Always `-sharedDb`: one database whatever the credentials and region, so the AWS CLI with
+    any profile lists the same tables as ddb2es.
+    """
     java = shutil.which("java")
     if java is None:
         raise LocalStackError(
@@ -191,11 +224,12 @@ def start_dynamodb(
         "-port",
         str(port),
         "-disableTelemetry",
+        "-sharedDb",
     ]
     if db_path is None:
         argv.append("-inMemory")
     else:
-        argv += ["-sharedDb", "-dbPath", str(_make_dir(db_path))]
+        argv += ["-dbPath", str(_make_dir(db_path))]
     # A JVM whose main thread died (bad -dbPath, say) stays up without serving: fail at once.
     return _spawn("dynamodb", argv, port, state_dir, _dynamodb_answers, 'in thread "main"')
 
@@ -435,7 +469,8 @@ def _check_port_free(port: int) -> None:
         except OSError:
             raise LocalStackError(
                 f"port {port} is already in use: choose another with "
-                "--dynamodb-port/--es-port or stop what holds it"
+                "--dynamodb-port/--es-port (make demo: DEMO_DYNAMODB_PORT=... DEMO_ES_PORT=...) "
+                "or stop what holds it"
             ) from None
 
 
