@@ -242,7 +242,7 @@ def test_items_never_accepted_fail_with_a_clear_error(
     ("options", "message"),
     [({"items": -1}, "items must be 0 or more"), ({"item_bytes": 500_000}, "item_bytes 500000")],
 )
-def test_bad_arguments_are_refused(ddb: Any, options: dict[str, int], message: str) -> None:
+def test_bad_arguments_are_refused(ddb: Any, options: dict[str, Any], message: str) -> None:
     with pytest.raises(LocalStackError, match=message):
         seed.seed(ddb, prefix=_prefix(), **options)
 
