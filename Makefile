@@ -20,12 +20,13 @@ $(STAMP): pyproject.toml
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# DynamoDB Local needs Java; install it from Debian's packages only when it is missing.
+# DynamoDB Local needs Java, and javac once to build the launcher that binds it to 127.0.0.1:
+# install a JDK from Debian's packages only when one is missing.
 java:
-	@command -v java >/dev/null 2>&1 || { \
-	  echo "java not found: installing openjdk-17-jre-headless"; \
+	@command -v javac >/dev/null 2>&1 || { \
+	  echo "javac not found: installing openjdk-17-jdk-headless"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jre-headless; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jdk-headless; }
 
 test: install java
 	$(BIN)/pytest -q

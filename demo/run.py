@@ -48,10 +48,11 @@ def main() -> int:
     step(6, "blue/green reload: new indices built aside, aliases swapped in one atomic call")
     ddb2es("--config", CONFIG, "reload", "--all", "--strategy", "blue-green", "--yes")
     step(7, "a change in DynamoDB reaches the index through the stream handler (the Lambda's code)")
-    changed = change_an_order(ddb_url)
+    changed, index = change_an_order(ddb_url)
     print(f"    set status = 'changed-by-the-demo' on order {changed} in DynamoDB")
     ddb2es("--config", CONFIG, "stream", "--all", "--until-caught-up")
-    print(f"    its document now says status = {document_field(es_url, changed, 'status')!r}")
+    status = document_field(es_url, index, changed, "status")
+    print(f"    its document in {index} now says status = {status!r}")
 
     step(8, "break things behind the tool's back: no stream consumer is running now")
     added = add_item_in_dynamodb(ddb_url)
@@ -99,8 +100,8 @@ def add_item_in_dynamodb(ddb_url: str) -> str:
     return ADDED_PK
 
 
-def change_an_order(ddb_url: str) -> str:
-    """An ordinary application write: the stream records it."""
+def change_an_order(ddb_url: str) -> tuple[str, str]:
+    """An ordinary application write, which the stream records; returns (pk, its index)."""
     client = _dynamodb(ddb_url)
     item = client.scan(TableName=ORDERS, Limit=1)["Items"][0]
     client.update_item(
@@ -110,14 +111,15 @@ def change_an_order(ddb_url: str) -> str:
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":s": {"S": "changed-by-the-demo"}},
     )
-    return str(item["pk"]["S"])
+    kind = item.get("TYPE", {}).get("S", "default").lower()
+    return str(item["pk"]["S"]), f"demo-{kind}"
 
 
-def document_field(es_url: str, pk: str, field: str) -> Any:
+def document_field(es_url: str, index: str, pk: str, field: str) -> Any:
+    """One field of an order's document, read through its alias (the live generation)."""
     doc_id = json.dumps({"pk": pk}, separators=(",", ":"))  # the key JSON is the document id
-    query = json.dumps({"query": {"ids": {"values": [doc_id]}}}).encode()
-    hits = _http(es_url + "/demo-*/_search", "POST", query)["hits"]["hits"]
-    return hits[0]["_source"].get(field) if hits else None
+    quoted = urllib.parse.quote(doc_id, safe="")
+    return _http(f"{es_url}/{index}/_doc/{quoted}", "GET")["_source"].get(field)
 
 
 def _dynamodb(ddb_url: str) -> Any:

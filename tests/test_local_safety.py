@@ -154,3 +154,27 @@ def test_port_clash_names_the_make_variables(tmp_path: Path) -> None:
         taken = holder.getsockname()[1]
         with pytest.raises(LocalStackError, match=r"DEMO_DYNAMODB_PORT=.*DEMO_ES_PORT="):
             local.up(tmp_path, dynamodb_port=taken, es_port=local.free_port())
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp* spells them) of sockets listening on port."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs /proc/net")
+def test_dynamodb_local_listens_on_loopback_only(dynamodb_url: str) -> None:
+    port = int(dynamodb_url.rsplit(":", 1)[1])
+    addresses = _listen_addresses(port)
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::ffff:127.0.0.1
+    assert addresses and addresses <= loopback, addresses
