@@ -178,3 +178,26 @@ def test_dynamodb_local_listens_on_loopback_only(dynamodb_url: str) -> None:
     addresses = _listen_addresses(port)
     loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::ffff:127.0.0.1
     assert addresses and addresses <= loopback, addresses
+
+
+def test_without_javac_dynamodb_local_still_starts_and_says_it_listens_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    real = local.ensure_dynamodb_local()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / real.name).symlink_to(real)  # the emulator, but no compiled launcher
+    java = shutil.which("java")
+    assert java is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "java").symlink_to(java)  # java without javac
+    monkeypatch.setenv("PATH", str(bin_dir))
+    proc = local.start_dynamodb(local.free_port(), tmp_path / "state", cache_dir=cache)
+    try:
+        assert "listens on every interface" in caplog.text
+        assert _client(proc.url).list_tables()["TableNames"] == []
+    finally:
+        local.stop(proc)
