@@ -232,3 +232,13 @@ def test_stream_follow_prints_status_lines_and_the_summary_on_ctrl_c(
     assert table in stdout and "25" in stdout  # the summary table
     assert "checkpoints are saved" in stderr
     assert "Traceback" not in stderr
+
+
+def test_doctor_names_an_endpoint_set_through_aws_variables(stack: Stack, tmp_path: Path) -> None:
+    env = {**stack.cli_env(), "DDB2ES_DYNAMODB_ENDPOINT": ""}
+    env["AWS_ENDPOINT_URL_DYNAMODB"] = stack.dynamodb_url
+    result = CliRunner().invoke(cli, ["--json", "doctor", "--state-dir", str(tmp_path)], env=env)
+    import json
+
+    check = next(c for c in json.loads(result.output)["checks"] if c["name"] == "dynamodb")
+    assert check["ok"] and check["detail"] == f"{stack.dynamodb_url} answers", check
