@@ -161,9 +161,12 @@ def _status_line(interval: float) -> Callable[[int, int, float | None], None]:
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Ctrl-C and SIGTERM stop the run between pages, so the summary is still printed."""
+    """Ctrl-C and SIGTERM stop the run between pages, so the summary is still printed; a second
+    one interrupts at once (a call that hangs)."""
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
