@@ -4,29 +4,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-LINT_PATHS := ddb2es_cli tests scripts $(wildcard bench)
+LINT_PATHS := ddb2es_cli tests scripts demo $(wildcard bench)
 DEMO_DYNAMODB_PORT ?= 8000
 DEMO_ES_PORT ?= 9200
 DEMO_ITEMS ?= 5000
-DEMO_ENV := DDB2ES_DYNAMODB_ENDPOINT=http://127.0.0.1:$(DEMO_DYNAMODB_PORT) \
-            DDB2ES_ES_URL=http://127.0.0.1:$(DEMO_ES_PORT)
 
 .PHONY: install java test lint demo demo-down bench lambda-zip clean
 
 install: $(STAMP)
 
+# PYTHONWARNINGS: setuptools' note about editable installs is noise here (one package).
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# DynamoDB Local needs Java; install it from Debian's packages only when it is missing.
+# DynamoDB Local needs Java, and javac once to build the launcher that binds it to 127.0.0.1:
+# install a JDK from Debian's packages only when one is missing.
 java:
-	@command -v java >/dev/null 2>&1 || { \
-	  echo "java not found: installing openjdk-17-jre-headless"; \
+	@command -v javac >/dev/null 2>&1 || { \
+	  echo "javac not found: installing openjdk-17-jdk-headless"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jre-headless; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq openjdk-17-jdk-headless; }
 
 test: install java
 	$(BIN)/pytest -q
@@ -36,16 +36,9 @@ lint: install
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
+# One line per step says what it proves; see demo/run.py. Ports: make demo DEMO_DYNAMODB_PORT=...
 demo: install java
-	$(BIN)/ddb2es local up --dynamodb-port $(DEMO_DYNAMODB_PORT) --es-port $(DEMO_ES_PORT)
-	$(DEMO_ENV) $(BIN)/ddb2es local seed --items $(DEMO_ITEMS)
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml template apply
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml doctor
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reindex --all
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml reload --all --strategy blue-green --yes
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml stream --all --until-caught-up
-	$(DEMO_ENV) $(BIN)/ddb2es --config demo/ddb2es.toml drift --all --sample 500 --refresh
-	@echo "The servers keep running: 'make demo-down' stops them."
+	$(BIN)/python demo/run.py $(DEMO_DYNAMODB_PORT) $(DEMO_ES_PORT) $(DEMO_ITEMS)
 
 demo-down: install
 	$(BIN)/ddb2es local down

@@ -28,6 +28,7 @@ PRIVATE_DIR = 0o700
 class SegmentState:
     done: bool = False
     key: dict[str, Any] | None = None  # LastEvaluatedKey of the last acknowledged page
+    scanned: int = 0  # items of the segment up to `key`: where a resumed progress bar starts
 
 
 @dataclass
@@ -52,7 +53,9 @@ class RunState:
             for table, info in data.get("tables", {}).items():
                 state.total_segments[table] = int(info["total_segments"])
                 state.tables[table] = {
-                    int(seg): SegmentState(bool(s.get("done")), s.get("key"))
+                    int(seg): SegmentState(
+                        bool(s.get("done")), s.get("key"), int(s.get("scanned", 0))
+                    )
                     for seg, s in info["segments"].items()
                 }
             state.pending_restore = dict(data.get("pending_restore", {}))
@@ -73,8 +76,10 @@ class RunState:
         self.total_segments[table] = total_segments
         self.tables[table] = {i: SegmentState() for i in range(total_segments)}
 
-    def checkpoint(self, table: str, segment: int, key: dict[str, Any] | None) -> None:
-        self.tables[table][segment] = SegmentState(done=key is None, key=key)
+    def checkpoint(
+        self, table: str, segment: int, key: dict[str, Any] | None, scanned: int = 0
+    ) -> None:
+        self.tables[table][segment] = SegmentState(done=key is None, key=key, scanned=scanned)
         self.save(throttle=1.0)
 
     def save(self, throttle: float = 0.0) -> None:
@@ -86,7 +91,10 @@ class RunState:
             "tables": {
                 table: {
                     "total_segments": self.total_segments[table],
-                    "segments": {str(i): {"done": s.done, "key": s.key} for i, s in segs.items()},
+                    "segments": {
+                        str(i): {"done": s.done, "key": s.key, "scanned": s.scanned}
+                        for i, s in segs.items()
+                    },
                 }
                 for table, segs in self.tables.items()
             },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,13 @@ def run_doctor(
 
 
 def _dynamodb_checks(settings: Settings) -> list[Check]:
-    where = settings.dynamodb.endpoint or f"AWS ({settings.dynamodb.region or 'default region'})"
+    # boto3 also takes the endpoint from AWS's own variables: name it, not "AWS", when one is set.
+    where = (
+        settings.dynamodb.endpoint
+        or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or f"AWS ({settings.dynamodb.region or 'default region'})"
+    )
     try:
         # Two attempts: a wrong endpoint should fail in seconds, not after ten backoffs.
         client = make_dynamodb_client(settings.dynamodb, max_attempts=2)

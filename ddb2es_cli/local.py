@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
+import logging
 import os
 import shutil
 import signal
@@ -19,12 +21,15 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ddb2es_cli.errors import LocalStackError
+
+log = logging.getLogger("ddb2es.local")
 
 DYNAMODB_LOCAL_PACKAGE = "amplify-dynamodb-simulator"
 DYNAMODB_LOCAL_VERSION = "2.9.30"
@@ -68,8 +73,35 @@ def default_cache_dir() -> Path:
 
 
 def default_state_dir() -> Path:
-    """Where pid, port and log files go: per working directory, so stacks do not collide."""
-    return Path(os.environ.get("DDB2ES_STATE_DIR") or Path.cwd() / ".ddb2es-local")
+    """Where pid, port and log files go: one per user, so `status` and `down` work from any
+    directory (XDG_STATE_HOME, else ~/.local/state; DDB2ES_STATE_DIR overrides)."""
+    explicit = os.environ.get("DDB2ES_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "ddb2es" / "local"
+
+
+def is_loopback_endpoint(url: str | None) -> bool:
+    """True only for an http(s) URL whose host is a loopback address or `localhost`.
+
+    No DNS lookup: a name that happens to resolve to 127.0.0.1 today is not trusted, and no
+    endpoint at all means AWS itself.
+    """
+    if not url:
+        return False
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def free_port() -> int:
@@ -174,11 +206,15 @@ def start_dynamodb(
     db_path: Path | None = None,
     cache_dir: Path | None = None,
 ) -> ServerProcess:
-    """DynamoDB Local in memory, or on disk (`-sharedDb`) when db_path is given to keep data."""
+    """DynamoDB Local in memory, or on disk when db_path is given to keep data.
+
+    Always `-sharedDb`: one database whatever the credentials and region, so the AWS CLI with
+    any profile lists the same tables as ddb2es.
+    """
     java = shutil.which("java")
     if java is None:
         raise LocalStackError(
-            "java not found: install a JDK 17 (apt-get install openjdk-17-jre-headless)"
+            "java not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless)"
         )
     emulator = ensure_dynamodb_local(cache_dir)
     # -Xmx512m: left alone the JVM grows to several GB on large scans, at no gain in speed.
@@ -186,18 +222,92 @@ def start_dynamodb(
         java,
         "-Xmx512m",
         f"-Djava.library.path={emulator / 'DynamoDBLocal_lib'}",
-        "-jar",
-        str(emulator / "DynamoDBLocal.jar"),
+        *_loopback_main(emulator, cache_dir or default_cache_dir()),
         "-port",
         str(port),
         "-disableTelemetry",
+        "-sharedDb",
     ]
     if db_path is None:
         argv.append("-inMemory")
     else:
-        argv += ["-sharedDb", "-dbPath", str(_make_dir(db_path))]
+        argv += ["-dbPath", str(_make_dir(db_path))]
     # A JVM whose main thread died (bad -dbPath, say) stays up without serving: fail at once.
     return _spawn("dynamodb", argv, port, state_dir, _dynamodb_answers, 'in thread "main"')
+
+
+# DynamoDB Local has no option to choose its listen address: its Jetty server listens on every
+# interface. This launcher builds the same server from the same arguments and sets its connector's
+# host to 127.0.0.1 before starting it (reflection on one private field, checked at start-up).
+_LAUNCHER_CLASS = "LoopbackDynamoDBLocal"
+_LAUNCHER_SOURCE = """
+import com.amazonaws.services.dynamodbv2.local.main.ServerRunner;
+import com.amazonaws.services.dynamodbv2.local.server.DynamoDBProxyServer;
+import java.lang.reflect.Field;
+import org.eclipse.jetty.server.Connector;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+
+public class LoopbackDynamoDBLocal {
+    public static void main(String[] args) throws Exception {
+        DynamoDBProxyServer proxy = ServerRunner.createServerFromCommandLineArgs(args);
+        Field field = DynamoDBProxyServer.class.getDeclaredField("server");
+        field.setAccessible(true);
+        Server server = (Server) field.get(proxy);
+        for (Connector connector : server.getConnectors()) {
+            ((ServerConnector) connector).setHost("127.0.0.1");
+        }
+        proxy.start();
+    }
+}
+"""
+
+
+def _loopback_main(emulator: Path, cache: Path) -> list[str]:
+    """The JVM arguments that run DynamoDB Local on 127.0.0.1 only.
+
+    The launcher is compiled once with javac (a JDK); with a bare JRE, DynamoDB Local runs as
+    its jar does, on every interface, and a warning says so.
+    """
+    classpath = f"{emulator / 'DynamoDBLocal.jar'}{os.pathsep}{emulator / 'DynamoDBLocal_lib'}/*"
+    digest = hashlib.sha256(_LAUNCHER_SOURCE.encode()).hexdigest()[:12]
+    classes = cache / f"loopback-launcher-{DYNAMODB_LOCAL_VERSION}-{digest}"
+    if not (classes / f"{_LAUNCHER_CLASS}.class").is_file():
+        javac = shutil.which("javac")
+        if javac is None or not _compile_launcher(javac, classpath, classes):
+            log.warning(
+                "javac not found or failed: DynamoDB Local listens on every interface, not only "
+                "127.0.0.1 (install a JDK: apt-get install openjdk-17-jdk-headless)"
+            )
+            return ["-jar", str(emulator / "DynamoDBLocal.jar")]
+    return ["-cp", f"{classes}{os.pathsep}{classpath}", _LAUNCHER_CLASS]
+
+
+def _compile_launcher(javac: str, classpath: str, classes: Path) -> bool:
+    """Compile into a temporary folder renamed into place, so concurrent starts never see half."""
+    classes.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=classes.parent, prefix=".javac-") as tmp:
+        source = Path(tmp) / f"{_LAUNCHER_CLASS}.java"
+        source.write_text(_LAUNCHER_SOURCE)
+        out = Path(tmp) / "classes"
+        try:
+            result = subprocess.run(
+                [javac, "-cp", classpath, "-d", str(out), str(source)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if result.returncode != 0:
+            log.warning("compiling the loopback launcher failed: %s", _last_line(result.stderr))
+            return False
+        try:
+            out.rename(classes)
+        except OSError:
+            return (classes / f"{_LAUNCHER_CLASS}.class").is_file()  # another start won
+    return True
 
 
 def start_search(port: int, state_dir: Path) -> ServerProcess:
@@ -435,7 +545,8 @@ def _check_port_free(port: int) -> None:
         except OSError:
             raise LocalStackError(
                 f"port {port} is already in use: choose another with "
-                "--dynamodb-port/--es-port or stop what holds it"
+                "--dynamodb-port/--es-port (make demo: DEMO_DYNAMODB_PORT=... DEMO_ES_PORT=...) "
+                "or stop what holds it"
             ) from None
 
 

@@ -183,15 +183,17 @@ def state_path_for(tables: list[TableSettings], state_dir: Path = DEFAULT_STATE_
 
 
 class Progress(Protocol):
-    """Where progress goes (the CLI draws bars); the core knows nothing of terminals."""
+    """Where progress goes (the CLI draws bars); the core knows nothing of terminals.
 
-    def start(self, table: str, estimated_items: int) -> None: ...
+    `done`: items a resumed run scanned before (the bar starts there, not at 0)."""
+
+    def start(self, table: str, estimated_items: int, done: int = 0) -> None: ...
 
     def advance(self, table: str, items: int) -> None: ...
 
 
 class _NoProgress:
-    def start(self, table: str, estimated_items: int) -> None:
+    def start(self, table: str, estimated_items: int, done: int = 0) -> None:
         pass
 
     def advance(self, table: str, items: int) -> None:
@@ -205,6 +207,7 @@ class _PageAck:
     page: Page
     remaining: int = 0
     sealed: bool = False  # all of the page's actions were handed to the bulk helper
+    scanned: int = 0  # items of the segment up to and including this page
 
 
 # What travels with each action: its page, and the item's key for a re-read if it sends late.
@@ -230,8 +233,6 @@ class _Run:
         self.ddb, self.es, self.settings, self.options = ddb, es, settings, options
         self.plans = {p.info.name: p for p in plans}
         self.progress = progress or _NoProgress()
-        for plan in plans:
-            self.progress.start(plan.info.name, plan.info.item_count)
         self.summaries = {p.info.name: TableSummary(p.info.name, p.info.item_count) for p in plans}
         self.indices: dict[str, IndexStats] = {}
         self.failures = FailureLog(options.failures_path)
@@ -242,6 +243,15 @@ class _Run:
         self.restored: list[str] = []
         path = options.state_path or state_path_for([p.settings for p in plans])
         self.state = self._open_state(path)
+        # Items per segment up to its checkpoint: a resumed run counts on from there.
+        self.segment_scanned = {
+            (table, n): seg.scanned
+            for table, segments in self.state.tables.items()
+            for n, seg in segments.items()
+        }
+        for plan in plans:
+            done = sum(seg.scanned for seg in self.state.tables[plan.info.name].values())
+            self.progress.start(plan.info.name, plan.info.item_count, done)
 
     def _open_state(self, path: Path) -> RunState:
         previous = RunState.load(path)
@@ -289,7 +299,9 @@ class _Run:
             summary = self.summaries[page.table]
             summary.scanned += len(page.items)
             summary.rcu += page.consumed_rcu
-            ack = _PageAck(page)
+            where = (page.table, page.segment)
+            self.segment_scanned[where] = self.segment_scanned.get(where, 0) + len(page.items)
+            ack = _PageAck(page, scanned=self.segment_scanned[where])
             self.segment_queues.setdefault((page.table, page.segment), deque()).append(ack)
             version = scan_version(page.started_ms, overlap)
             key_names = plan.shape.key_names
@@ -408,7 +420,7 @@ class _Run:
         while waiting and waiting[0].sealed and waiting[0].remaining == 0:
             last = waiting.popleft()
         if last is not None:
-            self.state.checkpoint(table, segment, last.page.last_key)
+            self.state.checkpoint(table, segment, last.page.last_key, last.scanned)
 
     # -- index settings --
 

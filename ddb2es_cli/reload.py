@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -44,7 +45,7 @@ from ddb2es_cli.ownership import (
     run_lock,
 )
 from ddb2es_cli.reindex import Progress, ReindexOptions, ReindexSummary, run_reindex, state_path_for
-from ddb2es_cli.source import SegmentTask, describe_table, scan_pages
+from ddb2es_cli.source import CapacityLimiter, SegmentTask, describe_table, scan_pages
 from ddb2es_cli.stream import REBUILD_CHECK_SECONDS, view_refusal
 from ddb2es_cli.template import apply_template, template_spec
 from ddb2es_cli.transform import TransformError, index_name
@@ -72,6 +73,8 @@ class ReloadOptions:
     # setups where no stream consumer runs: a running one already writes both generations.
     replay: bool = False
     marker_wait: float = REBUILD_CHECK_SECONDS + 5
+    # Told (one line) before the marker wait, so a run is not silent for seconds (the CLI prints).
+    notify: Callable[[str], None] | None = None
     verify_tolerance: int = 0  # documents a generation may differ from a fresh count
     gc_deletes: str = "1h"
     break_lock: bool = False  # the operator confirmed that the lock's holder is dead
@@ -183,11 +186,18 @@ class ReloadSummary:
 
 
 def type_counts(
-    ddb: Any, settings: Settings, tables: list[TableSettings], segments: int
+    ddb: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    segments: int,
+    max_rcu: float | None = None,
+    page_limit: int | None = None,
 ) -> tuple[Counter[str], int, float]:
     """Items per index name for the tables, from a scan that reads only the type attribute.
 
+    Throttled by `max_rcu` like the load itself: a production reload scans three times.
     Returns (counts, items with an invalid index name, read capacity consumed)."""
+    limiter = CapacityLimiter(max_rcu)
     counts: Counter[str] = Counter()
     invalid = 0
     rcu = 0.0
@@ -199,6 +209,8 @@ def type_counts(
             ddb,
             tasks,
             workers=segments,
+            page_limit=page_limit,
+            limiter=limiter,
             projection="#t",
             expression_names={"#t": table.type_attribute},
         )
@@ -229,7 +241,14 @@ def plan_reload(
         raise Ddb2esError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if options.keep < 1:
         raise ConfigError("--keep must be at least 1: rollback needs the previous generation")
-    counts, invalid, _rcu = type_counts(ddb, settings, tables, options.reindex.segments)
+    counts, invalid, _rcu = type_counts(
+        ddb,
+        settings,
+        tables,
+        options.reindex.segments,
+        options.reindex.max_rcu,
+        options.reindex.page_limit,
+    )
     moment = now or datetime.now(timezone.utc)
     suffix = generation_suffix(moment)
     template = apply_template(es, engine, template_spec(settings), dry_run=True)
@@ -464,7 +483,14 @@ def _delete_flow(
             log.info("deleted %s", index.name)
     reindex_options = replace(options.reindex, bulk_load_settings=None)
     summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
-    counts, _invalid, _rcu = type_counts(ddb, settings, tables, options.reindex.segments)
+    counts, _invalid, _rcu = type_counts(
+        ddb,
+        settings,
+        tables,
+        options.reindex.segments,
+        options.reindex.max_rcu,
+        options.reindex.page_limit,
+    )
     verify = _verify(es, dict(counts), options.verify_tolerance)
     return ReloadSummary(plan, summary, verify, [], deleted, 0, time.monotonic() - started)
 
@@ -512,12 +538,24 @@ def _blue_green_flow(
     _mark_rebuilds(es, plan, deployment)
     # The stream handler looks for rebuild markers every REBUILD_CHECK_SECONDS: once it has seen
     # them, every change is written to both generations, so the scan may start.
+    if options.notify and options.marker_wait > 0:
+        options.notify(
+            f"waiting {options.marker_wait:.0f} s for the stream handler to see the rebuild "
+            "marker (then every change goes to both generations)"
+        )
     time.sleep(options.marker_wait)
     # An interruption (Ctrl-C, a lost connection) keeps the generations AND their markers: the
     # stream handler keeps them current until `--resume` swaps them or a new reload abandons
     # them. What is known to be wrong (verification, a refused swap) is abandoned at once.
     summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
-    counts, _invalid, _rcu = type_counts(ddb, settings, tables, options.reindex.segments)
+    counts, _invalid, _rcu = type_counts(
+        ddb,
+        settings,
+        tables,
+        options.reindex.segments,
+        options.reindex.max_rcu,
+        options.reindex.page_limit,
+    )
     planned = {index.name for index in plan.indices}
     appeared = {name: "" for name in counts if name not in planned}
     verify = _verify(

@@ -60,6 +60,29 @@ class _Shape:
     make: Callable[[random.Random, int], Item]
 
 
+_SUFFIXES = ("orders", "events", "customers")
+
+
+def table_names(prefix: str) -> list[str]:
+    """The tables `seed` drops and recreates, so a caller can ask before it does."""
+    return [f"{prefix}{suffix}" for suffix in _SUFFIXES]
+
+
+def existing_tables(dynamodb_client: Any, prefix: str) -> list[str]:
+    """Those of the sample tables that exist already (and would be dropped)."""
+    found = []
+    try:
+        for name in table_names(prefix):
+            try:
+                dynamodb_client.describe_table(TableName=name)
+            except dynamodb_client.exceptions.ResourceNotFoundException:
+                continue
+            found.append(name)
+    except (BotoCoreError, ClientError) as exc:
+        raise LocalStackError(f"cannot list the sample tables: {exc}") from None
+    return found
+
+
 def seed(
     dynamodb_client: Any,
     *,
@@ -67,10 +90,12 @@ def seed(
     prefix: str = "ddb2es-demo-",
     seed: int = 0,
     item_bytes: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[SeedTable]:
     """Drop and recreate the three sample tables, then load `items` items split between them.
 
     Deterministic for a given `seed`; `item_bytes` pads a text field so items are about that size.
+    `progress(n)` is told of every n items written (the CLI draws a bar from it).
     """
     if items < 0:
         raise LocalStackError(f"items must be 0 or more, not {items}")
@@ -101,7 +126,7 @@ def seed(
             for shape, table in zip(shapes, tables, strict=True)
             for request in _batches(table.name, _items(shape, table.items, seed, item_bytes))
         )
-        _write_all(dynamodb_client, requests)
+        _write_all(dynamodb_client, requests, progress or (lambda _n: None))
     except (BotoCoreError, ClientError) as exc:
         raise LocalStackError(f"seeding failed: {exc}") from None
     return tables
@@ -141,30 +166,34 @@ def _batches(table: str, items: Iterator[Item]) -> Iterator[dict[str, list[Item]
         yield {table: batch}
 
 
-def _write_all(client: Any, requests: Iterator[dict[str, list[Item]]]) -> None:
+def _write_all(
+    client: Any, requests: Iterator[dict[str, list[Item]]], progress: Callable[[int], None]
+) -> None:
     """Send batches from a few threads, keeping only a few in flight so memory stays flat.
 
     Items are generated on this thread, so the data does not depend on thread timing.
     """
     with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="seed") as pool:
-        pending: set[Future[None]] = set()
+        pending: set[Future[int]] = set()
         for request in requests:
             if len(pending) >= 2 * _WRITERS:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    future.result()
+                    progress(future.result())
             pending.add(pool.submit(_write_batch, client, request))
         for future in pending:
-            future.result()
+            progress(future.result())
 
 
-def _write_batch(client: Any, request: dict[str, list[Item]]) -> None:
-    """One BatchWriteItem, resending only the UnprocessedItems with exponential backoff."""
+def _write_batch(client: Any, request: dict[str, list[Item]]) -> int:
+    """One BatchWriteItem, resending only the UnprocessedItems with exponential backoff.
+
+    Returns how many items it wrote."""
     unprocessed: dict[str, list[Item]] = request
     for attempt in range(_MAX_ATTEMPTS):
         unprocessed = client.batch_write_item(RequestItems=unprocessed).get("UnprocessedItems")
         if not unprocessed:
-            return
+            return sum(len(puts) for puts in request.values())
         time.sleep(min(2.0, 0.05 * 2**attempt))
     left = sum(len(puts) for puts in unprocessed.values())
     raise LocalStackError(f"{left} items still unprocessed after {_MAX_ATTEMPTS} attempts")

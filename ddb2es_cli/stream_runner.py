@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +63,10 @@ class StreamOptions:
     caught_up_empty_pages: int = CAUGHT_UP_EMPTY_PAGES
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
+    # Told every status_interval seconds: (records applied since the last call, in all, age in
+    # seconds of the newest record applied since the last call or None); the CLI prints it.
+    status: Callable[[int, int, float | None], None] | None = None
+    status_interval: float = 10.0
 
 
 @dataclass
@@ -182,6 +186,21 @@ class _Runner:
                 deployment=settings.deployment_name,
             )
         self.shards: dict[str, _Shard] = {}
+        self.applied = 0  # records applied since the last status call
+        self.newest: float | None = None  # creation time of the newest of them
+        self.last_status = time.monotonic()
+
+    def report(self) -> None:
+        """Call the status hook once per interval (follow mode shows it is alive and how far)."""
+        if self.options.status is None:
+            return
+        if time.monotonic() - self.last_status < self.options.status_interval:
+            return
+        self.last_status = time.monotonic()
+        total = sum(t.records for t in self.stats.values())
+        lag = None if self.newest is None else max(0.0, time.time() - self.newest)
+        self.options.status(self.applied, total, lag)
+        self.applied, self.newest = 0, None
 
     # -- shards --
 
@@ -340,6 +359,10 @@ class _Runner:
             if self.stop.wait(delay):
                 return False
         stats.records += count
+        self.applied += count
+        if wanted:
+            newest = max(_created(r) for r in wanted)
+            self.newest = newest if self.newest is None else max(self.newest, newest)
         for failure in permanent.values():
             self.failures.write(
                 Failure(
@@ -416,6 +439,7 @@ class _Runner:
                 self.stop.wait(delay)
                 continue
             backoff.succeeded()
+            self.report()
             if not read:
                 self.stop.wait(self.options.poll_interval)
 

@@ -75,7 +75,7 @@ def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_seed_refuses_to_write_to_aws() -> None:
     result = CliRunner().invoke(cli, ["local", "seed"], env={"DDB2ES_DYNAMODB_ENDPOINT": ""})
     assert result.exit_code == ExitStatus.USAGE
-    assert "local endpoint" in result.output
+    assert "loopback endpoint" in result.output
 
 
 def test_version() -> None:

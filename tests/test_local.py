@@ -252,4 +252,5 @@ def test_default_dirs_follow_the_environment(
     monkeypatch.delenv("DDB2ES_STATE_DIR")
     monkeypatch.chdir(tmp_path)
     assert local.default_cache_dir() == Path.home() / ".cache" / "ddb2es"
-    assert local.default_state_dir() == tmp_path / ".ddb2es-local"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert local.default_state_dir() == tmp_path / "xdg" / "ddb2es" / "local"

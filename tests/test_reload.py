@@ -432,7 +432,7 @@ class Interrupt:
     def __init__(self, pages: int) -> None:
         self.pages = pages
 
-    def start(self, table: str, estimated_items: int) -> None:
+    def start(self, table: str, estimated_items: int, done: int = 0) -> None:
         pass
 
     def advance(self, table: str, items: int) -> None:

@@ -242,7 +242,7 @@ def test_items_never_accepted_fail_with_a_clear_error(
     ("options", "message"),
     [({"items": -1}, "items must be 0 or more"), ({"item_bytes": 500_000}, "item_bytes 500000")],
 )
-def test_bad_arguments_are_refused(ddb: Any, options: dict[str, int], message: str) -> None:
+def test_bad_arguments_are_refused(ddb: Any, options: dict[str, Any], message: str) -> None:
     with pytest.raises(LocalStackError, match=message):
         seed.seed(ddb, prefix=_prefix(), **options)
 
@@ -257,3 +257,16 @@ def test_seed_module_stays_free_of_cli_libraries() -> None:
     for library in ("click", "rich", "tqdm"):
         assert f"import {library}" not in source
         assert f"from {library}" not in source
+
+
+def test_progress_is_told_of_every_item_written(ddb: Any) -> None:
+    told: list[int] = []
+    seed.seed(ddb, items=130, prefix=_prefix(), progress=told.append)
+    assert sum(told) == 130 and all(n > 0 for n in told)
+
+
+def test_existing_tables_names_only_those_present(ddb: Any) -> None:
+    prefix = _prefix()
+    assert seed.existing_tables(ddb, prefix) == []
+    seed.seed(ddb, items=3, prefix=prefix)
+    assert seed.existing_tables(ddb, prefix) == seed.table_names(prefix)

@@ -176,13 +176,14 @@ class Bars:
         self.enabled = enabled
         self.bars: dict[str, Any] = {}
 
-    def start(self, table: str, estimated_items: int) -> None:
+    def start(self, table: str, estimated_items: int, done: int = 0) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
         self.bars[table] = tqdm(
             total=estimated_items or None,
+            initial=done,
             desc=table,
             unit=" items",
             unit_scale=True,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -10,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ddb2es_cli.cli.common import app_of, emit, output_options
-from ddb2es_cli.errors import ExitStatus
+from ddb2es_cli.errors import ConfigError, ExitStatus
 
 
 @click.group()
@@ -27,7 +30,8 @@ state_dir_option = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where pid and log files go (default: ./.ddb2es-local or $DDB2ES_STATE_DIR).",
+    help="Where pid and log files go (default: $DDB2ES_STATE_DIR, else "
+    "$XDG_STATE_HOME/ddb2es/local or ~/.local/state/ddb2es/local).",
 )
 
 
@@ -141,6 +145,12 @@ def local_status(
 @click.option("--prefix", default="ddb2es-demo-", show_default=True, help="Table name prefix.")
 @click.option("--seed", "random_seed", default=0, show_default=True, help="Random seed.")
 @click.option("--item-bytes", default=0, help="Pad items to about this size (benchmarks).")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow an endpoint that is not loopback (AWS, another host): tables are dropped there.",
+)
+@click.option("--yes", is_flag=True, help="Drop existing sample tables without asking.")
 @output_options
 @click.pass_context
 def local_seed(
@@ -149,28 +159,53 @@ def local_seed(
     prefix: str,
     random_seed: int,
     item_bytes: int,
+    allow_remote: bool,
+    yes: bool,
     json_output: bool,
     quiet: bool,
 ) -> None:
     """Create sample tables (every attribute type, several TYPEs) in DynamoDB.
 
-    Drops and recreates the tables named <prefix>orders, <prefix>events, <prefix>customers.
+    Drops and recreates the tables named <prefix>orders, <prefix>events, <prefix>customers:
+    only on a loopback endpoint unless --allow-remote, and after asking (or --yes) when they
+    exist already.
 
     \b
     Example:
       ddb2es --dynamodb-endpoint http://localhost:8000 local seed --items 10000
     """
     from ddb2es_cli.clients import make_dynamodb_client
-    from ddb2es_cli.seed import seed
+    from ddb2es_cli.local import is_loopback_endpoint
+    from ddb2es_cli.seed import existing_tables, seed, table_names
 
     app = app_of(ctx, json_output, quiet)
-    if not app.settings.dynamodb.endpoint:
-        raise click.UsageError(
-            "local seed only writes to a local endpoint: "
-            "pass --dynamodb-endpoint (never to AWS by accident)"
+    endpoint = _effective_endpoint(app.settings.dynamodb.endpoint)
+    if not allow_remote and not is_loopback_endpoint(endpoint):
+        where = endpoint or "AWS (no --dynamodb-endpoint)"
+        raise ConfigError(
+            f"local seed drops and recreates {', '.join(table_names(prefix))} and only writes "
+            f"to a loopback endpoint, not {where}: pass --allow-remote to mean it"
         )
     client = make_dynamodb_client(app.settings.dynamodb)
-    tables = seed(client, items=items, prefix=prefix, seed=random_seed, item_bytes=item_bytes)
+    existing = existing_tables(client, prefix)
+    if existing and not yes:
+        question = f"Drop and recreate the existing tables {', '.join(existing)} at {endpoint}?"
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                f"{', '.join(existing)} exist at {endpoint} and would be dropped: pass --yes"
+            )
+        if not click.confirm(question, default=False, err=True):
+            click.echo("cancelled: nothing was dropped", err=True)
+            ctx.exit(ExitStatus.USAGE)
+    with _seed_bar(items, enabled=not app.quiet and sys.stderr.isatty()) as advance:
+        tables = seed(
+            client,
+            items=items,
+            prefix=prefix,
+            seed=random_seed,
+            item_bytes=item_bytes,
+            progress=advance,
+        )
     data = [t.__dict__ for t in tables]
 
     def render(console: Console) -> None:
@@ -180,3 +215,32 @@ def local_seed(
         console.print(table)
 
     emit(app, data, render)
+
+
+def _effective_endpoint(configured: str | None) -> str | None:
+    """The endpoint boto3 will use: the configured one, else AWS's own endpoint variables."""
+    return (
+        configured
+        or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
+
+
+@contextlib.contextmanager
+def _seed_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A bar of items written on stderr (closed before anything else is printed)."""
+    if not enabled:
+        yield lambda _n: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="seed", unit=" items", unit_scale=True, file=sys.stderr)
+
+    def advance(items: int) -> None:
+        bar.update(items)
+
+    try:
+        yield advance
+    finally:
+        bar.close()

@@ -26,6 +26,14 @@ from ddb2es_cli.cli.common import (
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.errors import ExitStatus
 
+page_size_option = click.option(
+    "--page-size",
+    type=click.IntRange(min=0),
+    default=DEFAULT_PAGE_LIMIT,
+    show_default=True,
+    help="Items per Scan page; memory grows with it (0: DynamoDB's 1 MB pages).",
+)
+
 
 @click.command()
 @tables_argument
@@ -64,7 +72,8 @@ from ddb2es_cli.errors import ExitStatus
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Checkpoint file (default: .ddb2es/reindex-<tables>.json).",
+    help="Checkpoint file (default: .ddb2es/reindex-<hash>.json, <hash> = 12 hex digits of the "
+    "SHA-256 of the sorted table names, comma-joined).",
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoints.")
 @click.option(
@@ -75,13 +84,7 @@ from ddb2es_cli.errors import ExitStatus
     help="Re-read the keys of a failures file (consistent reads) and write them again; "
     "the file keeps only what still fails. Takes no TABLE.",
 )
-@click.option(
-    "--page-size",
-    type=click.IntRange(min=0),
-    default=DEFAULT_PAGE_LIMIT,
-    show_default=True,
-    help="Items per Scan page; memory grows with it (0: DynamoDB's 1 MB pages).",
-)
+@page_size_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
 @click.option(
     "--break-lock",
@@ -182,7 +185,8 @@ def reindex(
         bars.close()
         click.echo("Error: interrupted; progress is saved: rerun with --resume", err=True)
         ctx.exit(ExitStatus.INTERRUPTED)
-    bars.close()
+    finally:
+        bars.close()  # before any error is printed, so it gets a line of its own
     data: dict[str, Any] = summary.as_dict()
 
     def render(console: Console) -> None:

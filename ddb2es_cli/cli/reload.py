@@ -20,11 +20,13 @@ from ddb2es_cli.cli.common import (
     confirm,
     emit,
     failures_option,
+    max_rcu_option,
     output_options,
     print_lines,
     segments_option,
     tables_argument,
 )
+from ddb2es_cli.cli.reindex import page_size_option
 from ddb2es_cli.errors import ExitStatus
 
 
@@ -93,6 +95,8 @@ def reload() -> None:
     help="Take over this existing index or alias: the run marks it as this deployment's.",
 )
 @segments_option
+@max_rcu_option
+@page_size_option
 @click.option(
     "--replay",
     is_flag=True,
@@ -120,6 +124,8 @@ def run(
     keep: int,
     adopt: tuple[str, ...],
     segments: int | None,
+    max_rcu: float | None,
+    page_size: int,
     replay: bool,
     verify_tolerance: int,
     resume: bool,
@@ -157,7 +163,14 @@ def run(
         replay=replay,
         verify_tolerance=verify_tolerance,
         break_lock=break_lock,
-        reindex=ReindexOptions(segments=segs, failures_path=failures_path, resume=resume),
+        reindex=ReindexOptions(
+            segments=segs,
+            failures_path=failures_path,
+            resume=resume,
+            max_rcu=max_rcu,
+            page_limit=page_size or None,
+        ),
+        notify=None if app.quiet or app.json_output else lambda line: click.echo(line, err=True),
     )
     plan = plan_reload(es, engine, ddb, app.settings, selected, options)
     if dry_run:
@@ -192,7 +205,8 @@ def run(
             err=True,
         )
         ctx.exit(ExitStatus.INTERRUPTED)
-    bars.close()
+    finally:
+        bars.close()  # before any error is printed, so it gets a line of its own
     data = summary.as_dict()
 
     def render(console: Console) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import click
 from rich.console import Console
@@ -48,10 +54,18 @@ from ddb2es_cli.errors import ExitStatus
     "--state-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Checkpoint file (default: .ddb2es/stream-<tables>.json).",
+    help="Checkpoint file (default: .ddb2es/stream-<hash>.json, <hash> = 12 hex digits of the "
+    "SHA-256 of the sorted table names, comma-joined).",
 )
 @failures_option("ddb2es-stream-failures.ndjson", "records the cluster refused")
 @click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@click.option(
+    "--status-every",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between status lines on stderr (records applied, lag) when following.",
+)
 @output_options
 @click.pass_context
 def stream(
@@ -64,6 +78,7 @@ def stream(
     state_file: Path | None,
     failures_path: Path,
     batch_size: int,
+    status_every: float,
     json_output: bool,
     quiet: bool,
 ) -> None:
@@ -93,12 +108,12 @@ def stream(
         state_path=state_file,
         failures_path=failures_path,
         batch_size=batch_size,
+        status=None if until_caught_up or app.quiet else _status_line(status_every),
+        status_interval=status_every,
     )
-    try:
-        summary = run_stream(ddb, streams, es, app.settings, selected, options)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted; checkpoints are saved", err=True)
-        ctx.exit(ExitStatus.INTERRUPTED)
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        summary = run_stream(ddb, streams, es, app.settings, selected, options, stop)
     data = summary.as_dict()
 
     def render(console: Console) -> None:
@@ -121,6 +136,42 @@ def stream(
         console.print(table)
         print_failures(console, summary.failures, "records failed", failures_path)
 
+    if stop.is_set():
+        click.echo("interrupted; checkpoints are saved: the next run continues from them", err=True)
     emit(app, data, render)
+    if stop.is_set():
+        ctx.exit(ExitStatus.INTERRUPTED)
     if summary.failures:
         ctx.exit(ExitStatus.PARTIAL)
+
+
+def _status_line(interval: float) -> Callable[[int, int, float | None], None]:
+    """One line per interval on stderr, so a follow run shows it is alive and how far behind."""
+
+    def status(applied: int, total: int, lag: float | None) -> None:
+        behind = "idle" if lag is None else f"lag {lag:.0f} s"
+        click.echo(
+            f"{time.strftime('%H:%M:%S')} stream: {applied} records applied in the last "
+            f"{interval:g} s ({total} in all), {behind}",
+            err=True,
+        )
+
+    return status
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the run between pages, so the summary is still printed; a second
+    one interrupts at once (a call that hangs)."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
