@@ -5,8 +5,9 @@ see each other's data."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,14 @@ from ddb2es_cli.config import (
     TableSettings,
     TemplateSettings,
 )
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> None:
+    """Poll until `condition()` holds: tests wait for conditions, never for durations."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from ddb2es_cli.drift_report import DriftOptions
 from ddb2es_cli.errors import ExitStatus
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
 from ddb2es_cli.stream_runner import StreamOptions, run_stream
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_for
 
 
 def stream_once(stack: Stack, settings: Settings, tmp_path: Path) -> None:
@@ -72,13 +72,6 @@ def streamed_then_changed(stack: Stack, tmp_path: Path, settings: Settings) -> t
     return index, int(doc["_version"])
 
 
-def wait_until(condition: Any, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.2)
-
-
 def test_the_repair_margin_follows_the_endpoint_and_the_config(tmp_path: Path) -> None:
     from ddb2es_cli.transform import (
         DEFAULT_REPAIR_MARGIN_MS,
@@ -110,10 +103,10 @@ def test_drift_repair_fixes_a_document_the_stream_wrote_a_moment_ago(
     index, version = streamed_then_changed(stack, tmp_path, settings)
     # The stream version is the record's minute; a repair read once that minute is over must win
     # (the old 300 s overlap lost for five minutes).
-    wait_until(
+    wait_for(
         lambda: time.time() * 1_000_000 - 60_000_000 >= version,
-        75,
         "the stream record's minute to be over",
+        timeout=75,
     )
     options = DriftOptions(segments=2, seed=1, sample=100, refresh=True, repair=True)
     report = run_drift(stack.ddb, stack.es, settings, list(settings.tables), options)
@@ -143,7 +136,7 @@ def test_drift_repair_command_with_a_configured_margin_exits_0(
         f'[defaults]\nindex_prefix = "{stack.prefix}"\nrepair_margin_ms = 1000\n\n'
         f'[[tables]]\nname = "{table}"\n'
     )
-    wait_until(lambda: time.time() * 1_000_000 - 1_000_000 >= version, 10, "one second")
+    wait_for(lambda: time.time() * 1_000_000 - 1_000_000 >= version, "one second", timeout=10)
     args = ["--config", str(config), "--json", "drift", table, "--seed", "1", "--refresh"]
     failures = str(tmp_path / "drift-failures.ndjson")
     repaired = CliRunner().invoke(

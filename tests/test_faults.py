@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from ddb2es_cli.cli import cli
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_for
 from tests.faults import FaultProxy
 from tests.test_reindex import sample_items
 
@@ -89,7 +89,6 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
     doubles, so it is stopped with SIGTERM and the items carry no 38-digit numbers.
     """
     import threading
-    import time
 
     from ddb2es_cli import local
     from tests.conftest import _stack
@@ -116,10 +115,14 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
         )
         index = f"{stack.prefix}r"
         worker.start()
-        deadline = time.monotonic() + 60
-        while not (stack.es.indices.exists(index=index) and _count(stack, index) > 0):
-            assert time.monotonic() < deadline and worker.is_alive(), "no document arrived"
-            time.sleep(0.02)
+        wait_for(
+            lambda: (
+                not worker.is_alive()
+                or (stack.es.indices.exists(index=index) and _count(stack, index) > 0)
+            ),
+            "a first document",
+        )
+        assert worker.is_alive(), "the run ended before the restart"
         local.stop(server)
         server = local.start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
         worker.join(timeout=180)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,7 @@ from click.testing import CliRunner
 
 from ddb2es_cli import local
 from ddb2es_cli.cli import cli
-from tests.conftest import Stack, _stack
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from tests.conftest import Stack, _stack, wait_for
 
 
 def random_writes(stack: Stack, table: str, rng: random.Random, count: int) -> None:

@@ -14,17 +14,10 @@ from ddb2es_cli.reindex import ReindexOptions, ReindexSummary, run_reindex
 from ddb2es_cli.sink import BulkOptions, parse_time_ms
 from ddb2es_cli.stream import StreamConfig, apply_batch
 from ddb2es_cli.transform import TableShape, to_document
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_for
 from tests.faults import HoldDocument
 
 GC_DELETES = "1s"
-
-
-def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def remove_records(stack: Stack, table: str) -> list[dict[str, Any]]:

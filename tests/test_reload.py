@@ -19,7 +19,7 @@ from ddb2es_cli.config import DynamoSettings, Settings
 from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.reload import ReloadOptions, ReloadRefused, plan_reload, rollback, run_reload
 from ddb2es_cli.stream_runner import StreamOptions, run_stream
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_for
 from tests.test_reindex import options as reindex_options
 from tests.test_reindex import sample_items
 from tests.test_stream import table_documents
@@ -441,16 +441,6 @@ class Interrupt:
             raise KeyboardInterrupt
 
 
-def wait_until(condition: Any, what: str, seconds: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        threading.Event().wait(0.1)
-
-
 def test_ctrl_c_then_resume_never_serves_stale_data(stack: Stack, tmp_path: Path) -> None:
     """Old code: Ctrl-C removed the rebuild marker, so writes until --resume never reached
     the new generation, which was then swapped in with old values."""
@@ -501,7 +491,7 @@ def test_ctrl_c_then_resume_never_serves_stale_data(stack: Stack, tmp_path: Path
         return "sentinel" in str(served_documents(stack).keys())
 
     try:
-        wait_until(follower_running, "the follower running")
+        wait_for(follower_running, "the follower running")
         writer.start()
         with pytest.raises(KeyboardInterrupt):
             run_reload(
@@ -516,11 +506,11 @@ def test_ctrl_c_then_resume_never_serves_stale_data(stack: Stack, tmp_path: Path
             )
         assert [a for a in alias_targets(stack) if a.endswith("-rebuilding")], "marker kept"
         seen = writes[0]
-        wait_until(lambda: writes[0] > seen + 150, "more writes after the interruption")
+        wait_for(lambda: writes[0] > seen + 150, "more writes after the interruption")
         stop_writer.set()
         writer.join(timeout=30)
         # The follower has applied every write (to the live aliases) before the resume.
-        wait_until(
+        wait_for(
             lambda: served_documents(stack) == table_documents(stack, table), "follower caught up"
         )
         resumed = ReloadOptions(

@@ -15,8 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from ddb2es_cli.cli import cli
 from ddb2es_cli.stream import apply_batch, batch_item_failures
 from ddb2es_cli.stream_runner import CheckpointTrimmed, StreamOptions, run_stream
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_for
 from tests.test_stream import (
     config,
     index_documents,
@@ -41,14 +40,6 @@ from tests.test_stream import (
     streams_client_for,
     table_documents,
 )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Flaky:
