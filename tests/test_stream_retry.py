@@ -7,7 +7,6 @@ and, for the CLI, from an HTTP proxy in front of the search server.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
@@ -16,10 +15,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from botocore.exceptions import ClientError
@@ -31,6 +28,7 @@ from ddb2es_cli.cli import cli
 from ddb2es_cli.stream import apply_batch, batch_item_failures
 from ddb2es_cli.stream_runner import CheckpointTrimmed, StreamOptions, run_stream
 from tests.conftest import Stack, wait_for
+from tests.faults import FaultProxy
 from tests.test_stream import (
     config,
     index_documents,
@@ -197,58 +195,10 @@ def test_a_stopped_runner_keeps_the_checkpoint_before_unapplied_records(
     assert index_documents(stack) == table_documents(stack, table)
 
 
-class OverloadProxy:
-    """An HTTP proxy to the search server that answers 503 to every bulk request."""
-
-    def __init__(self, target: str) -> None:
-        self.target = urlsplit(target)
-        self.bulk_calls = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def relay(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                if "_bulk" in self.path:
-                    proxy.bulk_calls += 1
-                    self.answer(503, {"Content-Type": "application/json"}, b'{"status":503}')
-                    return
-                conn = http.client.HTTPConnection(proxy.target.netloc, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                skip = {"transfer-encoding", "connection", "content-length"}
-                kept = {k: v for k, v in answer.getheaders() if k.lower() not in skip}
-                self.answer(answer.status, kept, data)
-                conn.close()
-
-            def answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = relay
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def overload_proxy(stack: Stack) -> Iterator[OverloadProxy]:
-    proxy = OverloadProxy(stack.es_url)
+def overload_proxy(stack: Stack) -> Iterator[FaultProxy]:
+    """A proxy to the search server that answers 503 to every bulk request."""
+    proxy = FaultProxy(int(stack.es_url.rsplit(":", 1)[1]), lambda n: "503")
     try:
         yield proxy
     finally:
@@ -256,7 +206,7 @@ def overload_proxy(stack: Stack) -> Iterator[OverloadProxy]:
 
 
 def test_sigterm_during_overload_exits_130_and_keeps_the_checkpoint(
-    stack: Stack, tmp_path: Path, overload_proxy: OverloadProxy
+    stack: Stack, tmp_path: Path, overload_proxy: FaultProxy
 ) -> None:
     table = stack.create_table("sigterm", stream=True)
     stack.put_items(table, [item(f"k{n}") for n in range(10)])
@@ -269,7 +219,7 @@ def test_sigterm_during_overload_exits_130_and_keeps_the_checkpoint(
         command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        wait_for(lambda: overload_proxy.bulk_calls >= 6 or proc.poll() is not None, "bulk retries")
+        wait_for(lambda: overload_proxy.bulks >= 6 or proc.poll() is not None, "bulk retries")
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     finally:
