@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.retry import status_of
 
 log = logging.getLogger("ddb2es.ownership")
 
@@ -271,7 +272,7 @@ def marked_generations(es: Any, prefix: str) -> dict[str, list[str]]:
     try:
         found = _body(es.indices.get_alias(name=f"{prefix}*{REBUILD_SUFFIX}"))
     except Exception as exc:  # 404: no rebuild runs
-        if _status(exc) != 404:
+        if status_of(exc) != 404:
             raise
         found = {}
     targets: dict[str, list[str]] = {}
@@ -323,7 +324,7 @@ def last_swap(es: Any, deployment: str, alias: str) -> dict[str, Any] | None:
     try:
         found = _body(es.get(index=CONTROL_INDEX, id=f"swap:{deployment}:{alias}"))
     except Exception as exc:
-        if _status(exc) == 404:
+        if status_of(exc) == 404:
             return None
         raise
     source = found.get("_source")
@@ -384,7 +385,7 @@ class RunLock:
                 )
                 return
             except Exception as exc:
-                if _status(exc) != 409:
+                if status_of(exc) != 409:
                     raise
             found = _body(self.es.get(index=CONTROL_INDEX, id=self.doc_id(table)))
             holder = found.get("_source", {})
@@ -408,7 +409,7 @@ class RunLock:
                     if_primary_term=found["_primary_term"],
                 )
             except Exception as exc:
-                if _status(exc) not in (404, 409):
+                if status_of(exc) not in (404, 409):
                     raise
         raise LockHeld(f"table {table}: the lock changed hands three times; try again")
 
@@ -458,7 +459,7 @@ def lock_holders(es: Any, deployment: str, tables: Iterable[str]) -> dict[str, d
         try:
             found = _body(es.get(index=CONTROL_INDEX, id=f"lock:{deployment}:{table}"))
         except Exception as exc:
-            if _status(exc) == 404:
+            if status_of(exc) == 404:
                 continue
             raise
         if found.get("found", True) and isinstance(found.get("_source"), dict):
@@ -473,7 +474,7 @@ def break_lock(es: Any, deployment: str, tables: Iterable[str]) -> list[str]:
         try:
             es.delete(index=CONTROL_INDEX, id=f"lock:{deployment}:{table}")
         except Exception as exc:
-            if _status(exc) != 404:
+            if status_of(exc) != 404:
                 raise
         log.warning("broke the lock of %s held by %s", table, holder.get("owner"))
         broken.append(table)
@@ -541,10 +542,3 @@ def _body(response: Any) -> dict[str, Any]:
     """elasticsearch-py wraps bodies in ObjectApiResponse; opensearch-py returns the dict."""
     body = getattr(response, "body", response)
     return body if isinstance(body, dict) else {}
-
-
-def _status(exc: Exception) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int):
-        status = getattr(getattr(exc, "meta", None), "status", None)
-    return status if isinstance(status, int) else None

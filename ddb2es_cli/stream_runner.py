@@ -34,7 +34,7 @@ from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.retry import Backoff
 from ddb2es_cli.sink import Failure, FailureLog
-from ddb2es_cli.source import describe_table
+from ddb2es_cli.source import THROTTLING_CODES, describe_table
 from ddb2es_cli.stream import RecordFailure, StreamConfig, apply_batch, view_refusal
 
 log = logging.getLogger("ddb2es.stream")
@@ -479,16 +479,8 @@ def run_stream(
     )
 
 
-_TRANSIENT_AWS_CODES = frozenset(
-    {
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "ThrottlingException",
-        "LimitExceededException",
-        "RequestLimitExceeded",
-    }
-)
+# The scans' throttling codes, and what DynamoDB Streams answer besides when overloaded.
+_TRANSIENT_AWS_CODES = THROTTLING_CODES | {"InternalFailure", "LimitExceededException"}
 
 
 def is_transient_aws_error(exc: BaseException) -> bool:

@@ -46,6 +46,7 @@ from typing import Any, Literal
 from ddb2es_cli.clients import Engine
 from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.retry import status_of
 
 Flavour = Literal["composable", "legacy"]
 COMPOSABLE: Flavour = "composable"
@@ -356,7 +357,7 @@ def installed(client: Any, spec: TemplateSpec, flavour: Flavour) -> dict[str, An
             found = _body(client.indices.get_template(name=spec.name))
             bodies = [found[spec.name]] if spec.name in found else []
     except Exception as exc:
-        status = _http_status(exc)
+        status = status_of(exc)
         if status == 404:
             return None
         if status is None:
@@ -422,7 +423,7 @@ def _put(client: Any, name: str, kind: Flavour, body: dict[str, Any]) -> list[st
             else:
                 client.indices.put_template(name=name, body=copy.deepcopy(body))
         except Exception as exc:
-            if _http_status(exc) is None:
+            if status_of(exc) is None:
                 raise  # connection trouble: the caller's handler words it
             raise _refused(f"PUT {endpoint(kind, name)}", exc) from None
     notes = []
@@ -499,7 +500,7 @@ def _all_templates(client: Any, kind: Flavour) -> list[tuple[str, dict[str, Any]
         found = _body(client.indices.get_template())
         return [(str(name), body) for name, body in found.items() if isinstance(body, dict)]
     except Exception as exc:
-        if _http_status(exc) is None:
+        if status_of(exc) is None:
             raise
         return []  # warnings are advice: an engine that will not list templates gets none
 
@@ -556,19 +557,8 @@ def _body(response: Any) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _http_status(exc: Exception) -> int | None:
-    """The HTTP status of a client library error (opensearch-py and elasticsearch-py), or None
-    for errors that never got an answer."""
-    for attr in ("status_code", "status"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int):
-            return value
-    status = getattr(getattr(exc, "meta", None), "status", None)
-    return status if isinstance(status, int) else None
-
-
 def _refused(request: str, exc: Exception) -> TemplateError:
-    status = _http_status(exc)
+    status = status_of(exc)
     info = getattr(exc, "body", None) or getattr(exc, "info", None)
     error = info.get("error") if isinstance(info, dict) else None
     if isinstance(error, dict):
