@@ -20,6 +20,7 @@ from ddb2es_cli.cli.common import (
     max_rcu_option,
     output_options,
     print_failures,
+    print_lines,
     segments_option,
     tables_argument,
 )
@@ -154,8 +155,16 @@ def reindex(
         page_limit=page_size or None,
     )
     if dry_run:
+        from ddb2es_cli.estimate import TableSize, estimate
+
         plans = plan_reindex(make_dynamodb_client(app.settings.dynamodb), selected)
-        plan_data = {"dry_run": True, "tables": [p.as_dict(options.segments) for p in plans]}
+        sizes = [TableSize(p.info.name, p.info.item_count, p.info.size_bytes) for p in plans]
+        cost = estimate(sizes, options.segments, options.page_limit, max_rcu)
+        plan_data = {
+            "dry_run": True,
+            "tables": [p.as_dict(options.segments) for p in plans],
+            "estimate": cost.as_dict(),
+        }
 
         def render_plan(console: Console) -> None:
             for p in plans:
@@ -167,6 +176,7 @@ def reindex(
                     f"into indices named by {d['type_attribute']!r} with prefix "
                     f"{d['index_prefix']!r} (missing type: {d['default_index']})"
                 )
+            print_lines(cost.lines())(console)
 
         emit(app, plan_data, render_plan)
         return

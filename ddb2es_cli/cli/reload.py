@@ -174,7 +174,17 @@ def run(
     )
     plan = plan_reload(es, engine, ddb, app.settings, selected, options)
     if dry_run:
-        emit(app, plan.as_dict(), print_lines(plan.lines()))
+        from ddb2es_cli.estimate import TableSize, estimate
+        from ddb2es_cli.source import describe_table
+
+        infos = [describe_table(ddb, t.name) for t in selected]
+        sizes = [TableSize(i.name, i.item_count, i.size_bytes) for i in infos]
+        cost = estimate(sizes, segs, page_size or None, max_rcu)
+        emit(
+            app,
+            {**plan.as_dict(), "estimate": cost.as_dict()},
+            print_lines(plan.lines() + cost.lines()),
+        )
         return
     if not app.json_output:
         for line in plan.lines():
