@@ -157,11 +157,19 @@ def human_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def human_number(value: float) -> str:
+    """Thousands separated; one decimal only when there is one (RCU come in halves)."""
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
 def _line(name: str, e: ScanEstimate, max_rcu: float | None) -> str:
     line = (
-        f"Estimate {name}: ~{e.items} items, {human_bytes(e.size_bytes)}; a full scan reads "
-        f"~{e.rcu:g} RCU (at most {e.rcu_max:g} with 4 KB rounding per page, {e.pages} pages)"
+        f"Estimate {name}: ~{e.items:,} items, {human_bytes(e.size_bytes)}; a full scan reads "
+        f"~{human_number(e.rcu)} RCU (at most {human_number(e.rcu_max)} with 4 KB rounding per "
+        f"page, {e.pages:,} pages)"
     )
     if max_rcu and e.min_duration_s is not None:
-        line += f"; at --max-rcu {max_rcu:g}: at least {human_duration(e.min_duration_s)}"
+        line += (
+            f"; at --max-rcu {human_number(max_rcu)}: at least {human_duration(e.min_duration_s)}"
+        )
     return line

@@ -17,6 +17,7 @@ from ddb2es_cli.estimate import (
     estimate_scan,
     human_bytes,
     human_duration,
+    human_number,
     scan_pages,
     scan_rcu,
 )
@@ -86,6 +87,8 @@ def test_human_figures() -> None:
     assert human_bytes(1536) == "1.5 KB"
     assert human_bytes(GB) == "1.0 GB"
     assert human_bytes(5 * 1024**5) == "5120.0 TB"
+    assert human_number(6_291_456.0) == "6,291,456"
+    assert human_number(568.5) == "568.5"
     assert human_duration(0.2) == "1s"
     assert human_duration(61) == "1m 01s"
     assert human_duration(262.2) == "4m 23s"
