@@ -211,8 +211,11 @@ def test_the_kubernetes_manifest_starts_one_run_and_indexed_workers_that_join_it
     assert container["args"][:2] == ["reindex", "--join"]
     run_id = next(e for e in container["env"] if e["name"] == "RUN_ID")
     assert run_id["valueFrom"]["configMapKeyRef"]["name"] == "ddb2es-run"
+    assert start["spec"]["backoffLimit"] == 0, "a retried start would start a second run"
     for job in jobs.values():
         pod = job["spec"]["template"]["spec"]
+        if "backoffLimitPerIndex" in job["spec"] or "podFailurePolicy" in job["spec"]:
+            assert pod["restartPolicy"] == "Never", "Kubernetes refuses them with OnFailure"
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert str(pod["securityContext"]["runAsUser"]) == IMAGE_UID
         env = {e["name"]: e.get("value") for e in _containers(job)[0]["env"]}
