@@ -157,3 +157,39 @@ def test_reload_dry_run_prints_the_estimate(
     text = CliRunner().invoke(cli, ["--config", config, *args], env=stack.cli_env())
     assert text.exit_code == 0, text.output
     assert f"Estimate {table}: ~20 items" in text.output and "6 hours" in text.output
+
+
+def _consumed(stack: Stack, table: str, segments: int, limit: int | None) -> tuple[float, int]:
+    """Read capacity and pages a full parallel scan is charged, as DynamoDB reports it."""
+    used, pages = 0.0, 0
+    for segment in range(segments):
+        request: dict[str, object] = {
+            "TableName": table,
+            "Segment": segment,
+            "TotalSegments": segments,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if limit:
+            request["Limit"] = limit
+        while True:
+            page = stack.ddb.scan(**request)
+            pages += 1
+            used += page["ConsumedCapacity"]["CapacityUnits"]
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return used, pages
+
+
+def test_the_estimate_brackets_what_a_scan_is_charged(stack: Stack) -> None:
+    """DynamoDB Local charges a Scan like the service: 0.5 RCU per 4 KB, rounded up per page."""
+    table = stack.create_table("charged")
+    stack.put_items(table, sample_items(1200))
+    described = stack.ddb.describe_table(TableName=table)["Table"]
+    for segments, limit in ((1, None), (4, 250), (16, 100)):
+        e = estimate_scan(
+            described["ItemCount"], described["TableSizeBytes"], segments, limit, None
+        )
+        used, pages = _consumed(stack, table, segments, limit)
+        assert e.rcu <= used <= e.rcu_max, (segments, limit, e, used)
+        assert pages <= e.pages, (segments, limit, e, pages)
