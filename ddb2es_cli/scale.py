@@ -659,7 +659,7 @@ def _child(
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     try:
         ddb = make_dynamodb_client(settings.dynamodb)
-        es, _ = make_search_client(settings.search)
+        es, _ = make_search_client(settings.search, settings.dynamodb.region)
         work(ddb, es, settings, state.open(ddb), run_id, options)
     except Ddb2esError as exc:
         print(f"Error: worker: {' '.join(str(exc).split())}", file=sys.stderr)
