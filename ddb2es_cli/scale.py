@@ -162,7 +162,7 @@ def worker_failures_path(path: Path | None, worker_id: str) -> Path | None:
     return path.with_name(f"{path.stem}-{worker_id}{path.suffix}")
 
 
-# --- one worker ----------------------------------------------------------------------------------
+# --- one worker --------------------------------------------------------------------------------
 
 
 class _UnitRun(_Run):
@@ -527,7 +527,7 @@ def _wait_for_last_counts(backend: StateBackend, run: RunRecord, me: str) -> Non
         time.sleep(min(0.5, backend.lease_seconds / 4))
 
 
-# --- status --------------------------------------------------------------------------------------
+# --- status ------------------------------------------------------------------------------------
 
 
 def run_status(backend: StateBackend, run_id: str) -> dict[str, Any]:
@@ -642,7 +642,7 @@ def run_summary(status: dict[str, Any]) -> ReindexSummary:
     )
 
 
-# --- N local worker processes ------------------------------------------------------------------
+# --- N local worker processes ----------------------------------------------------------------
 
 
 def _child(
