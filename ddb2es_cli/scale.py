@@ -205,30 +205,30 @@ class _UnitRun(_Run):
     # -- claiming --
 
     def next_task(self, stop: threading.Event) -> SegmentTask | None:
-        """The next unit this worker claims; waits for leases to expire while units remain."""
-        poll = min(1.0, max(0.05, self.backend.lease_seconds / 4))
-        while not stop.is_set():
-            self.raise_error()
-            unit = self.backend.claim(self.run.run_id, self.worker_id)
-            if unit is not None:
-                ident = unit.ident
-                with self.guard:
-                    self.owned[ident] = unit
-                    self.lost.discard(ident)
-                    self.claims[ident] = self.claims.get(ident, 0) + 1
-                    self.segment_scanned[ident] = unit.scanned
-                    self.segment_queues[ident] = deque()
-                if len(unit.owners) > 1 and unit.owners[-2] != self.worker_id:
-                    log.warning(
-                        "took over unit %s #%d from %s", unit.table, unit.number, unit.owners[-2]
-                    )
-                position = unit.position or {}
-                key = position.get("key")
-                return SegmentTask(unit.table, unit.number, unit.total, key, unit.position)
-            if all(u.done for u in self.backend.units(self.run.run_id)):
-                return None
-            stop.wait(poll)
-        return None
+        """The next unit this worker can claim now (None: none free, none expired).
+
+        Never waits: a round of reading ends when no thread can claim anything, so the bulk
+        writer flushes its last partial chunk and the units read in the round can finish."""
+        self.raise_error()
+        if stop.is_set():
+            return None
+        unit = self.backend.claim(self.run.run_id, self.worker_id)
+        if unit is None:
+            return None
+        ident = unit.ident
+        with self.guard:
+            self.owned[ident] = unit
+            self.lost.discard(ident)
+            self.claims[ident] = self.claims.get(ident, 0) + 1
+            self.segment_scanned[ident] = unit.scanned
+            self.segment_queues[ident] = deque()
+        if len(unit.owners) > 1 and unit.owners[-2] != self.worker_id:
+            log.warning("took over unit %s #%d from %s", unit.table, unit.number, unit.owners[-2])
+        position = unit.position or {}
+        return SegmentTask(unit.table, unit.number, unit.total, position.get("key"), unit.position)
+
+    def all_done(self) -> bool:
+        return all(u.done for u in self.backend.units(self.run.run_id))
 
     def reader(self, inner: Reader) -> Reader:
         """`inner`'s pages of a unit, tagged with the claim; stops when the unit is lost."""
@@ -409,20 +409,28 @@ def work(
     completed = False
     try:
         worker.start_heartbeat()
-        pages = scan_pages(
-            ddb,
-            worker.next_task,
-            workers=threads or min(default_segments(), sum(run.units.values())),
-            limiter=limiter,
-            page_limit=options.page_limit,
-            reader=worker.reader(make_reader(ddb, options, limiter)),
-        )
-        try:
-            for result in writer.write(worker.actions(pages)):
-                worker.record(result.tag, result)
-        finally:
-            pages.close()
-        worker.raise_error()
+        poll = min(1.0, max(0.05, backend.lease_seconds / 4))
+        reader_of_units = worker.reader(make_reader(ddb, options, limiter))
+        # Rounds: each ends when no thread can claim a unit; then wait for other workers'
+        # units to finish or for a dead worker's lease to expire.
+        while True:
+            pages = scan_pages(
+                ddb,
+                worker.next_task,
+                workers=threads or min(default_segments(), sum(run.units.values())),
+                limiter=limiter,
+                page_limit=options.page_limit,
+                reader=reader_of_units,
+            )
+            try:
+                for result in writer.write(worker.actions(pages)):
+                    worker.record(result.tag, result)
+            finally:
+                pages.close()
+            worker.raise_error()
+            if worker.all_done():
+                break
+            time.sleep(poll)
         completed = True
     except Ddb2esError:
         raise

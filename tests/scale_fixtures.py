@@ -62,14 +62,17 @@ def run_cli(
     stack: Stack, tmp_path: Path, *args: str, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     env = {**_base_env(), **stack.cli_env()}
-    return subprocess.run(
-        cli_line(stack, tmp_path, *args),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=timeout,
-    )
+    try:
+        return subprocess.run(
+            cli_line(stack, tmp_path, *args),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"ddb2es {' '.join(args)} hung; stderr: {exc.stderr!r}") from None
 
 
 def _base_env() -> dict[str, str]:

@@ -154,6 +154,7 @@ def test_four_processes_index_every_document_once_and_tune_settings_once(
         "16",
         *FAST,
         "--json",
+        timeout=150,
     )
     summary = json_of(done)
     assert_exact(stack, items)
