@@ -10,6 +10,7 @@ from typing import Any
 
 from ddb2es_cli.transform import TableShape, to_document
 from tests.conftest import Stack
+from tests.faults import HoldDocument
 
 TYPES = ("a", "b")
 
@@ -84,3 +85,14 @@ def _base_env() -> dict[str, str]:
 def json_of(done: subprocess.CompletedProcess[str]) -> Any:
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+class HoldOne(HoldDocument):
+    """HoldDocument whose `index` is the client's method again (the run lock writes with it)."""
+
+    def __init__(self, client: Any, doc_id: str) -> None:
+        super().__init__(client, doc_id)
+        del self.index
+
+    def _holds(self, action: dict[str, Any]) -> bool:
+        return bool(next(iter(action.values()))["_id"] == self.doc_id)

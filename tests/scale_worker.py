@@ -16,7 +16,7 @@ from ddb2es_cli.reindex import ReindexOptions
 from ddb2es_cli.scale import work
 from ddb2es_cli.sink import BulkOptions
 from ddb2es_cli.state.dynamo import DynamoState
-from tests.faults import HoldDocument
+from tests.scale_fixtures import HoldOne
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     )
     ddb = make_dynamodb_client(settings.dynamodb)
     es, _ = make_search_client(settings.search)
-    held = HoldDocument(es, hold_id)
+    held = HoldOne(es, hold_id)
 
     def tell() -> None:
         held.held_event.wait()

@@ -26,8 +26,8 @@ from ddb2es_cli.state.dynamo import DynamoState
 from ddb2es_cli.state.file import FileState
 from ddb2es_cli.state.records import LeaseWatch, RunRecord
 from tests.conftest import Stack, wait_for
-from tests.faults import HoldDocument
 from tests.scale_fixtures import (
+    HoldOne,
     assert_exact,
     doc_id,
     json_of,
@@ -331,7 +331,7 @@ def test_state_table_deleted_mid_run_stops_with_one_line(stack: Stack, tmp_path:
     backend = DynamoState(stack.ddb, state, lease_seconds=2.0)
     settings = stack.settings(table)
     run = create_run(backend, stack.ddb, list(settings.tables), options(tmp_path), units=4)
-    held = HoldDocument(stack.es, doc_id(stack, items[50]))
+    held = HoldOne(stack.es, doc_id(stack, items[50]))
     deleted = threading.Event()
     held.released = deleted.is_set
     outcome: dict[str, Any] = {}
