@@ -256,8 +256,10 @@ class _UnitRun(_Run):
         ident = (page.table, page.segment)
         if not self._accept(page):
             return
-        done = page.last_key is None
-        position = {"key": page.last_key}
+        if page.position is not None:  # a reader with its own positions (S3 exports)
+            done, position = page.done, page.position
+        else:
+            done, position = page.last_key is None, {"key": page.last_key}
         if not done and time.monotonic() - self.last_save.get(ident, 0.0) < CHECKPOINT_EVERY:
             self.unsaved[ident] = (position, last.scanned)
             return

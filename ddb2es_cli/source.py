@@ -255,6 +255,9 @@ class Page:
     scanned: int = 0
     done: bool = field(default=False)
     claim: int = 0  # which claim of a work unit read it (a run drops pages of lost claims)
+    # Where the unit resumes after this page, for readers other than Scan (e.g. {"line": N});
+    # None: {"key": last_key}, and the unit is done when last_key is None.
+    position: dict[str, Any] | None = None
 
 
 @dataclass

@@ -371,3 +371,45 @@ def test_config_state_section_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(path, {})
     assert json.dumps(settings.state_table)
+
+
+def test_a_reader_other_than_scan_plugs_into_work_units(stack: Stack, tmp_path: Path) -> None:
+    """An export-like reader: pages with their own positions ({"line": N}), resumed from them."""
+    import time as _time
+    from collections.abc import Iterator
+
+    from ddb2es_cli.source import Page, SegmentTask
+
+    table, items = seed(stack, "export", 60)
+    backend = FileState(tmp_path / "state", lease_seconds=2.0)
+    settings = stack.settings(table)
+    run = create_run(backend, stack.ddb, list(settings.tables), options(tmp_path), units=3)
+    started: list[dict[str, Any] | None] = []
+
+    def factory(_client: Any, _opts: ReindexOptions, _limiter: Any) -> Any:
+        def read(task: SegmentTask, stop: threading.Event) -> Iterator[Page]:
+            started.append(task.position)
+            mine = [it for i, it in enumerate(items) if i % task.total_segments == task.segment]
+            for line in range(0, len(mine), 5):
+                chunk = mine[line : line + 5]
+                last = line + 5 >= len(mine)
+                yield Page(
+                    task.table,
+                    task.segment,
+                    chunk,
+                    None,
+                    int(_time.time() * 1000),
+                    0.0,
+                    len(chunk),
+                    done=last,
+                    position={"line": line + 5},
+                )
+
+        return read
+
+    result = work(
+        stack.ddb, stack.es, settings, backend, run.run_id, options(tmp_path), reader=factory
+    )
+    assert result.finished_run and started == [None, None, None]
+    assert_exact(stack, items)
+    assert all(u.done and u.position == {"line": 20} for u in backend.units(run.run_id))
