@@ -500,12 +500,14 @@ def run_lock(
     *,
     lease: float = DEFAULT_LEASE_SECONDS,
     force: bool = False,
+    token: str | None = None,
 ) -> Iterator[RunLock]:
-    """Hold the run lock of `tables` for the block; `force` breaks a held lock first."""
+    """Hold the run lock of `tables` for the block; `force` breaks a held lock first. `token`:
+    a run id whose workers share the lock (default: this block alone)."""
     names = sorted(set(tables))
     if force:
         break_lock(es, deployment, names)
-    lock = RunLock(es, deployment, names, command, lease)
+    lock = RunLock(es, deployment, names, command, lease, token=token or uuid.uuid4().hex)
     lock.acquire()
     try:
         yield lock

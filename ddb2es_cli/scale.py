@@ -107,12 +107,16 @@ def create_run(
     options: ReindexOptions,
     units: int | None = None,
     command: str = "reindex",
+    *,
+    run_id: str | None = None,
+    release_lock: bool = True,
 ) -> RunRecord:
-    """Write the run record and its units; nothing is read from the tables yet."""
+    """Write the run record and its units; nothing is read from the tables yet.
+    `release_lock=False`: the caller (reload) holds the run lock past the load."""
     plans = plan_reindex(ddb, tables)
     backend.check()
     run = RunRecord(
-        run_id=new_run_id(),
+        run_id=run_id or new_run_id(),
         command=command,
         tables=[asdict(t) for t in tables],
         units={p.info.name: units or default_units(p.info) for p in plans},
@@ -125,6 +129,7 @@ def create_run(
             "extra_load_settings": options.extra_load_settings,
             "lease_seconds": backend.lease_seconds,
             "backend": backend.name,
+            "release_lock": release_lock,
         },
         who=_who(),
         created=time.time(),
@@ -518,7 +523,8 @@ def _finish(
         "duration_s": round(time.time() - run.created, 2),
     }
     backend.end_run(run.run_id, "done", result)
-    lock.release()
+    if run.options.get("release_lock", True):
+        lock.release()
 
 
 def _wait_for_last_counts(backend: StateBackend, run: RunRecord, me: str) -> None:
@@ -735,3 +741,53 @@ def _scanned(backend: StateBackend, run_id: str) -> dict[str, int]:
     for unit in backend.units(run_id):
         out[unit.table] = out.get(unit.table, 0) + unit.scanned
     return out
+
+
+class RunNotFinished(Ddb2esError):
+    """Worker processes of a run failed; the run stays open for `--join`."""
+
+
+def check_finished(done: Supervised, processes: int) -> None:
+    if done.status["status"] == "done":
+        return
+    failed = [c for c in done.exit_codes if c]
+    error = RunNotFinished(
+        f"{len(failed)} of {processes} worker processes failed (exit codes "
+        f"{', '.join(map(str, failed)) or 'none'}); run {done.run_id} is kept: "
+        f"`ddb2es reindex --join {done.run_id}` continues it"
+    )
+    error.exit_status = ExitStatus(max(failed)) if failed else ExitStatus.ERROR
+    raise error
+
+
+def scaled_loader(
+    backend: StateBackend,
+    state: StateOptions,
+    processes: int,
+    run_id: str,
+    notify: Callable[[str], None] | None = None,
+) -> Callable[..., ReindexSummary]:
+    """A reload's load spread over `processes` workers of run `run_id` (more may --join);
+    the plan, verification and swap stay with the reload, which keeps the run lock."""
+
+    def load(
+        ddb: Any,
+        es: Any,
+        settings: Settings,
+        tables: list[TableSettings],
+        options: ReindexOptions,
+        progress: Progress | None = None,
+    ) -> ReindexSummary:
+        run = create_run(
+            backend, ddb, tables, options, command="reload", run_id=run_id, release_lock=False
+        )
+        if notify is not None:
+            notify(
+                f"run {run_id} ({backend.describe()}): more workers may join with "
+                f"`ddb2es reindex --join {run_id}`"
+            )
+        done = supervise(ddb, settings, backend, state, run, options, processes, progress)
+        check_finished(done, processes)
+        return run_summary(done.status)
+
+    return load

@@ -413,3 +413,36 @@ def test_a_reader_other_than_scan_plugs_into_work_units(stack: Stack, tmp_path: 
     assert result.finished_run and started == [None, None, None]
     assert_exact(stack, items)
     assert all(u.done and u.position == {"line": 20} for u in backend.units(run.run_id))
+
+
+def test_reload_blue_green_spreads_its_load_over_worker_processes(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plan, verification and swap once in the reload; the load by 2 worker processes of a run
+    that shares the reload's run lock (which the reload keeps until the swap)."""
+    from ddb2es_cli.reload import ReloadOptions, run_reload
+    from ddb2es_cli.scale import StateOptions, scaled_loader
+    from ddb2es_cli.state import new_run_id
+    from tests.test_reload import ENGINE, alias_targets, streams_client
+
+    monkeypatch.chdir(tmp_path)
+    table, _items = seed(stack, "reload", 120)
+    settings = stack.settings(table)
+    state = StateOptions(table=state_table(stack), lease_seconds=5.0)
+    backend = state.open(stack.ddb)
+    run_id = new_run_id()
+    opts = ReloadOptions(
+        reindex=options(tmp_path),
+        marker_wait=0.5,
+        run_token=run_id,
+        loader=scaled_loader(backend, state, 2, run_id),
+    )
+    summary = run_reload(
+        stack.es, ENGINE, stack.ddb, streams_client(stack), settings, list(settings.tables), opts
+    )
+    assert summary.verified and sorted(summary.swapped) == [f"{stack.prefix}a", f"{stack.prefix}b"]
+    status = run_status(backend, run_id)
+    assert status["status"] == "done" and status["command"] == "reload"
+    assert len(status["workers"]) == 2 and status["indexed"] == 120
+    for alias in alias_targets(stack):
+        assert stack.es.count(index=alias)["count"] == 60

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ddb2es_cli.cli.common import AppContext, Bars, app_of, emit, make_clients, output_options
-from ddb2es_cli.errors import Ddb2esError, ExitStatus
+from ddb2es_cli.errors import ExitStatus
 
 DEFAULT_STATE_TABLE = "ddb2es-state"
 
@@ -28,10 +28,6 @@ lease_option = click.option(
     help="Seconds a silent worker keeps its units before another takes them "
     "([state] lease_seconds; default 30).",
 )
-
-
-class WorkersFailed(Ddb2esError):
-    """Worker processes of a run failed; the run stays open for `--join`."""
 
 
 def state_options(app: AppContext, table: str | None, lease: float | None) -> Any:
@@ -59,7 +55,14 @@ def run_scaled(
     """Start a run (N local processes, or this process as its one worker) or join one.
     Returns (summary, extra fields for the output)."""
     from ddb2es_cli.ownership import RunLock
-    from ddb2es_cli.scale import create_run, run_summary, supervise, tables_of, work
+    from ddb2es_cli.scale import (
+        check_finished,
+        create_run,
+        run_summary,
+        supervise,
+        tables_of,
+        work,
+    )
 
     state = state_options(app, state_table, lease_seconds)
     ddb, es = make_clients(app)
@@ -99,14 +102,7 @@ def run_scaled(
         lock.stop()
         if done.status["status"] != "done":
             lock.release()
-            failed = [c for c in done.exit_codes if c]
-            error = WorkersFailed(
-                f"{len(failed)} of {processes} worker processes failed (exit codes "
-                f"{', '.join(map(str, failed)) or 'none'}); run {run.run_id} is kept: "
-                f"`ddb2es reindex --join {run.run_id}` continues it"
-            )
-            error.exit_status = ExitStatus(max(failed, default=1)) if failed else (ExitStatus.ERROR)
-            raise error
+        check_finished(done, processes or 1)
         return run_summary(done.status), {
             "run_id": run.run_id,
             "workers": processes,
@@ -132,7 +128,12 @@ def say(app: AppContext, line: str) -> None:
 
 @click.group()
 def state() -> None:
-    """The DynamoDB table that coordinates runs spread over many workers."""
+    """The DynamoDB table that coordinates runs spread over many workers.
+
+    \b
+    Example:
+      ddb2es state init --table ddb2es-state
+    """
 
 
 @state.command("init")
