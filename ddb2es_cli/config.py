@@ -157,6 +157,9 @@ class Settings:
     source: str | None = None  # the config file read, if any
     # Whose indices these are on a shared cluster (see ownership.py); None: from index_prefix.
     deployment: str | None = None
+    # [state] table: the DynamoDB table that coordinates runs of many workers (None: files).
+    state_table: str | None = None
+    state_lease_seconds: float | None = None
 
     @property
     def deployment_name(self) -> str:
@@ -315,6 +318,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "template": {"name": _name, "replicas": _count, "priority": _count, "numbers_as_double": _flag},
     "tables": TABLE_KEYS,  # an array of tables: [[tables]]
+    "state": {"table": table_name_problem, "lease_seconds": _count},
 }
 ARRAY_SECTIONS = {"tables"}
 SECRET_KEYS = {"password", "api_key"}  # never quoted in an error
@@ -431,6 +435,8 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         template=_template_settings(_section(data, "template")),
         source=source,
         deployment=_deployment(defaults),
+        state_table=_section(data, "state").get("table"),
+        state_lease_seconds=_section(data, "state").get("lease_seconds"),
         **global_defaults,
     )
 

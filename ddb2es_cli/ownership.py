@@ -334,7 +334,11 @@ def last_swap(es: Any, deployment: str, alias: str) -> dict[str, Any] | None:
 @dataclass
 class RunLock:
     """One lock document per table in the control index, created with `op_type=create`, so
-    exactly one run of a table holds it; renewed while the run lives, taken over when expired."""
+    exactly one run of a table holds it; renewed while the run lives, taken over when expired.
+
+    A run spread over many workers passes its run id as `token`: every worker of that run
+    passes the lock and renews it; only the run's finisher releases it (`stop` just stops
+    renewing)."""
 
     es: Any
     deployment: str
@@ -389,6 +393,8 @@ class RunLock:
                     raise
             found = _body(self.es.get(index=CONTROL_INDEX, id=self.doc_id(table)))
             holder = found.get("_source", {})
+            if holder.get("token") == self.token:
+                return  # another worker of the same run holds it: so do we
             if float(holder.get("expires", 0)) > time.time() and not _dead_here(holder):
                 raise LockHeld(
                     f"table {table} is locked by {holder.get('owner')} "
@@ -434,6 +440,10 @@ class RunLock:
                 if_seq_no=found["_seq_no"],
                 if_primary_term=found["_primary_term"],
             )
+
+    def stop(self) -> None:
+        """Stop renewing; the lock stays for the run's other workers (or expires)."""
+        self._stop.set()
 
     def release(self) -> None:
         self._stop.set()
@@ -490,12 +500,14 @@ def run_lock(
     *,
     lease: float = DEFAULT_LEASE_SECONDS,
     force: bool = False,
+    token: str | None = None,
 ) -> Iterator[RunLock]:
-    """Hold the run lock of `tables` for the block; `force` breaks a held lock first."""
+    """Hold the run lock of `tables` for the block; `force` breaks a held lock first. `token`:
+    a run id whose workers share the lock (default: this block alone)."""
     names = sorted(set(tables))
     if force:
         break_lock(es, deployment, names)
-    lock = RunLock(es, deployment, names, command, lease)
+    lock = RunLock(es, deployment, names, command, lease, token=token or uuid.uuid4().hex)
     lock.acquire()
     try:
         yield lock

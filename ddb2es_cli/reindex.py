@@ -241,7 +241,11 @@ class _Run:
         self.gc_deletes: dict[str, int] = {}
         self.created: list[str] = []
         self.restored: list[str] = []
-        path = options.state_path or state_path_for([p.settings for p in plans])
+        self._open(plans)
+
+    def _open(self, plans: list[TablePlan]) -> None:
+        """The single-process run: one state file, `--resume` from its checkpoints."""
+        path = self.options.state_path or state_path_for([p.settings for p in plans])
         self.state = self._open_state(path)
         # Items per segment up to its checkpoint: a resumed run counts on from there.
         self.segment_scanned = {
@@ -295,6 +299,8 @@ class _Run:
     def actions(self, pages: Iterator[Page]) -> Iterator[tuple[Action, Any]]:
         overlap = self.settings.version_overlap_ms
         for page in pages:
+            if not self._accept(page):
+                continue
             plan = self.plans[page.table]
             summary = self.summaries[page.table]
             summary.scanned += len(page.items)
@@ -317,6 +323,10 @@ class _Run:
             self.progress.advance(page.table, len(page.items))
             page.items = []  # the page waits for its acknowledgements; its items need not
             self._settle(page.table, page.segment)
+
+    def _accept(self, page: Page) -> bool:
+        """Whether to index a page (a run's worker drops pages of units it lost)."""
+        return True
 
     def _document(self, item: dict[str, Any], shape: TableShape) -> Document:
         doc = to_document(item, shape)
@@ -420,7 +430,20 @@ class _Run:
         while waiting and waiting[0].sealed and waiting[0].remaining == 0:
             last = waiting.popleft()
         if last is not None:
-            self.state.checkpoint(table, segment, last.page.last_key, last.scanned)
+            self._checkpoint(last)
+
+    def _checkpoint(self, last: _PageAck) -> None:
+        page = last.page
+        self.state.checkpoint(page.table, page.segment, page.last_key, last.scanned)
+
+    def _remember_restore(self, index: str, previous: dict[str, Any]) -> bool:
+        """Record the settings to put back BEFORE changing them; False: someone else did."""
+        self.state.pending_restore[index] = previous
+        self.state.save()
+        return True
+
+    def _forget_restore(self, index: str) -> None:
+        self.state.pending_restore.pop(index, None)
 
     # -- index settings --
 
@@ -445,12 +468,13 @@ class _Run:
             values = {**BULK_LOAD_SETTINGS, **self.options.extra_load_settings}
             try:
                 previous = current_load_settings(self.es, index, values)
-                self.state.pending_restore[index] = previous
-                self.state.save()
-                apply_index_settings(self.es, index, values)
+                if self._remember_restore(index, previous):
+                    apply_index_settings(self.es, index, values)
+            except Ddb2esError:
+                raise
             except Exception as exc:
                 log.warning("could not apply bulk-load settings to %s: %s", index, exc)
-                self.state.pending_restore.pop(index, None)
+                self._forget_restore(index)
         self.gc_deletes[index] = gc_deletes_ms(self.es, index)
 
     def _restore(self, state: RunState) -> None:

@@ -79,6 +79,10 @@ class ReloadOptions:
     gc_deletes: str = "1h"
     break_lock: bool = False  # the operator confirmed that the lock's holder is dead
     reindex: ReindexOptions = field(default_factory=ReindexOptions)
+    # The load itself (default: run_reindex in this process; scale.scaled_loader spreads it
+    # over worker processes of a run whose id is `run_token`, which shares the run lock).
+    loader: Callable[..., ReindexSummary] | None = None
+    run_token: str | None = None
 
 
 @dataclass
@@ -370,6 +374,7 @@ def run_reload(
         [t.name for t in tables],
         f"reload --strategy {options.strategy}",
         force=options.break_lock,
+        token=options.run_token,
     ):
         return _run_locked(es, engine, ddb, streams, settings, tables, options, progress, plan)
 
@@ -482,7 +487,8 @@ def _delete_flow(
             create_owned_index(es, index.name, deployment)
             log.info("deleted %s", index.name)
     reindex_options = replace(options.reindex, bulk_load_settings=None)
-    summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
+    load = options.loader or run_reindex
+    summary = load(ddb, es, settings, tables, reindex_options, progress)
     counts, _invalid, _rcu = type_counts(
         ddb,
         settings,
@@ -547,7 +553,8 @@ def _blue_green_flow(
     # An interruption (Ctrl-C, a lost connection) keeps the generations AND their markers: the
     # stream handler keeps them current until `--resume` swaps them or a new reload abandons
     # them. What is known to be wrong (verification, a refused swap) is abandoned at once.
-    summary = run_reindex(ddb, es, settings, tables, reindex_options, progress)
+    load = options.loader or run_reindex
+    summary = load(ddb, es, settings, tables, reindex_options, progress)
     counts, _invalid, _rcu = type_counts(
         ddb,
         settings,

@@ -18,7 +18,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -238,6 +238,8 @@ class SegmentTask:
     segment: int
     total_segments: int
     start_key: Key | None = None  # resume from here (JSON shape)
+    # A work unit's whole opaque position (a reader other than Scan keeps its own there).
+    position: dict[str, Any] | None = None
 
 
 @dataclass
@@ -252,6 +254,10 @@ class Page:
     consumed_rcu: float
     scanned: int = 0
     done: bool = field(default=False)
+    claim: int = 0  # which claim of a work unit read it (a run drops pages of lost claims)
+    # Where the unit resumes after this page, for readers other than Scan (e.g. {"line": N});
+    # None: {"key": last_key}, and the unit is done when last_key is None.
+    position: dict[str, Any] | None = None
 
 
 @dataclass
@@ -259,49 +265,25 @@ class _Failure:
     error: BaseException
 
 
-def scan_pages(
+TaskSource = Callable[[threading.Event], "SegmentTask | None"]
+# Reads one task's pages in order; runs on a scan thread. Scan is the default; an export
+# reader producing Pages plugs in here.
+Reader = Callable[["SegmentTask", threading.Event], Iterator[Page]]
+
+
+def segment_reader(
     client: Any,
-    tasks: Sequence[SegmentTask],
     *,
-    workers: int,
     page_limit: int | None = None,
     limiter: CapacityLimiter | None = None,
     projection: str | None = None,
     expression_names: Mapping[str, str] | None = None,
     max_backoff: float = 20.0,
-    max_pages: int | None = None,
-) -> Generator[Page, None, None]:
-    """Every page of every task, as they come; `workers` threads share all tasks.
-
-    At most `max_pages` (default: `workers`) pages exist at once, read or being read: a thread
-    takes a permit before it sends a Scan and the caller's side gives it back when it takes the
-    page, so memory is bounded by pages, not by the table.
-
-    Throttling errors that outlast botocore's own retries are retried here with exponential
-    backoff and full jitter, resending only the failed page request. Any other error stops the
-    scan and is raised on the caller's thread. Closing the iterator stops the threads.
-    """
-    out: queue.Queue[Page | _Failure | None] = queue.Queue()
-    permits = threading.Semaphore(max_pages or workers)
-    todo: queue.Queue[SegmentTask] = queue.Queue()
-    for task in tasks:
-        todo.put(task)
-    stop = threading.Event()
+) -> Reader:
+    """The default Reader: Scan one segment from the task's start key, page by page."""
     limiter = limiter or CapacityLimiter(None)
 
-    def put(value: Page | _Failure | None) -> bool:
-        if stop.is_set():
-            return False
-        out.put(value)
-        return True
-
-    def take_permit() -> bool:
-        while not stop.is_set():
-            if permits.acquire(timeout=0.2):
-                return True
-        return False
-
-    def scan_segment(task: SegmentTask) -> None:
+    def scan_segment(task: SegmentTask, stop: threading.Event) -> Iterator[Page]:
         key = task.start_key
         while not stop.is_set():
             request: dict[str, Any] = {
@@ -318,19 +300,16 @@ def scan_pages(
                 request["ExpressionAttributeNames"] = dict(expression_names)
             if key:
                 request["ExclusiveStartKey"] = key_for_request(key)
-            if not take_permit():
-                return
             limiter.wait()
             started_ms = int(time.time() * 1000)
             response = _with_throttle_retry(client.scan, request, stop, max_backoff)
             if response is None:
-                permits.release()
                 return
             units = float(response.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
             limiter.consume(units)
             last = response.get("LastEvaluatedKey")
             key = key_for_state(last) if last else None
-            page = Page(
+            yield Page(
                 task.table,
                 task.segment,
                 response.get("Items", []),
@@ -340,17 +319,101 @@ def scan_pages(
                 int(response.get("ScannedCount", 0)),
                 done=key is None,
             )
-            if not put(page) or key is None:
+            if key is None:
                 return
+
+    return scan_segment
+
+
+def scan_pages(
+    client: Any,
+    tasks: Sequence[SegmentTask] | TaskSource,
+    *,
+    workers: int,
+    page_limit: int | None = None,
+    limiter: CapacityLimiter | None = None,
+    projection: str | None = None,
+    expression_names: Mapping[str, str] | None = None,
+    max_backoff: float = 20.0,
+    max_pages: int | None = None,
+    reader: Reader | None = None,
+) -> Generator[Page, None, None]:
+    """Every page of every task, as they come; `workers` threads share all tasks.
+
+    `tasks` is a list, or a callable each thread asks for its next task (None: no more), so a
+    run can hand out work units as threads become free. `reader` reads one task's pages (default:
+    Scan of the task's segment from its start key).
+
+    At most `max_pages` (default: `workers`) pages exist at once, read or being read: a thread
+    takes a permit before it reads a page and the caller's side gives it back when it takes the
+    page, so memory is bounded by pages, not by the table.
+
+    Throttling errors that outlast botocore's own retries are retried here with exponential
+    backoff and full jitter, resending only the failed page request. Any other error stops the
+    scan and is raised on the caller's thread. Closing the iterator stops the threads.
+    """
+    out: queue.Queue[Page | _Failure | None] = queue.Queue()
+    permits = threading.Semaphore(max_pages or workers)
+    stop = threading.Event()
+    limiter = limiter or CapacityLimiter(None)
+    if callable(tasks):
+        next_task: TaskSource = tasks
+        threads_wanted = workers
+    else:
+        todo: queue.Queue[SegmentTask] = queue.Queue()
+        for task in tasks:
+            todo.put(task)
+        threads_wanted = min(workers, len(tasks))
+
+        def next_task(_stop: threading.Event) -> SegmentTask | None:
+            try:
+                return todo.get_nowait()
+            except queue.Empty:
+                return None
+
+    def put(value: Page | _Failure | None) -> bool:
+        if stop.is_set():
+            return False
+        out.put(value)
+        return True
+
+    def take_permit() -> bool:
+        while not stop.is_set():
+            if permits.acquire(timeout=0.2):
+                return True
+        return False
+
+    read = reader or segment_reader(
+        client,
+        page_limit=page_limit,
+        limiter=limiter,
+        projection=projection,
+        expression_names=expression_names,
+        max_backoff=max_backoff,
+    )
+
+    def read_task(task: SegmentTask) -> None:
+        pages = read(task, stop)
+        try:
+            while take_permit():
+                page = next(pages, None)
+                if page is None:
+                    permits.release()
+                    return
+                if not put(page):
+                    return
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
 
     def worker() -> None:
         try:
             while not stop.is_set():
-                try:
-                    task = todo.get_nowait()
-                except queue.Empty:
+                task = next_task(stop)
+                if task is None:
                     return
-                scan_segment(task)
+                read_task(task)
         except BaseException as exc:  # handed to the caller's thread
             put(_Failure(exc))
         finally:
@@ -358,7 +421,7 @@ def scan_pages(
 
     threads = [
         threading.Thread(target=worker, name=f"scan-{i}", daemon=True)
-        for i in range(max(1, min(workers, len(tasks))))
+        for i in range(max(1, threads_wanted))
     ]
     for thread in threads:
         thread.start()

@@ -22,6 +22,7 @@ from ddb2es_cli.cli.drift import drift
 from ddb2es_cli.cli.local import local
 from ddb2es_cli.cli.reindex import reindex
 from ddb2es_cli.cli.reload import reload
+from ddb2es_cli.cli.scale import state, status
 from ddb2es_cli.cli.stream import stream
 from ddb2es_cli.cli.template import template
 from ddb2es_cli.config import DynamoSettings
@@ -160,4 +161,6 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 for command in (local, doctor, reindex, drift, template, reload, stream):
+    cli.add_command(command)
+for command in (state, status):
     cli.add_command(command)

@@ -24,6 +24,7 @@ from ddb2es_cli.cli.common import (
     segments_option,
     tables_argument,
 )
+from ddb2es_cli.cli.scale import lease_option, run_scaled, state_table_option
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.errors import ExitStatus
 
@@ -93,6 +94,21 @@ page_size_option = click.option(
     help="Remove the run lock of these tables first (asks; --yes when not interactive).",
 )
 @click.option("--yes", is_flag=True, help="Confirm --break-lock without asking.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes of this run on this machine (one progress display and summary).",
+)
+@click.option(
+    "--join",
+    "join_run",
+    default=None,
+    metavar="RUN_ID",
+    help="Become a worker of an existing run (any machine that reaches the state). Takes no TABLE.",
+)
+@state_table_option
+@lease_option
 @output_options
 @click.pass_context
 def reindex(
@@ -113,6 +129,10 @@ def reindex(
     dry_run: bool,
     break_lock: bool,
     yes: bool,
+    processes: int | None,
+    join_run: str | None,
+    state_table: str | None,
+    lease_seconds: float | None,
     json_output: bool,
     quiet: bool,
 ) -> None:
@@ -125,6 +145,8 @@ def reindex(
     Example:
       ddb2es reindex orders-service --segments 16 --max-rcu 500
       ddb2es --config ddb2es.toml reindex --all --resume
+      ddb2es reindex orders-service --state-table ddb2es-state --processes 4
+      ddb2es reindex --state-table ddb2es-state --join r20261127t205800-1a2b3c
     """
     from ddb2es_cli.clients import make_dynamodb_client
     from ddb2es_cli.reindex import (
@@ -141,7 +163,15 @@ def reindex(
             raise click.UsageError("--retry-failures takes no TABLE and no --all")
         _retry_failures(ctx, app, retry_failures_file, chunk_size, retry_for)
         return
-    selected = app.settings.select_tables(tables, all_tables)
+    scaled = bool(processes or join_run or state_table or app.settings.state_table)
+    if join_run and (tables or all_tables):
+        raise click.UsageError("--join takes no TABLE and no --all: the run names its tables")
+    if scaled and (resume or state_file):
+        raise click.UsageError(
+            "--resume and --state-file belong to single-process runs; a run of workers "
+            "continues with --join RUN_ID"
+        )
+    selected = [] if join_run else app.settings.select_tables(tables, all_tables)
     options = ReindexOptions(
         segments=segments or default_segments(),
         bulk=BulkOptions(
@@ -184,6 +214,27 @@ def reindex(
 
     if break_lock and not (yes or confirm("Break the run lock? Only if its holder is dead.")):
         raise click.UsageError("refusing to break the lock without --yes (not interactive)")
+    extra: dict[str, Any] = {}
+    if scaled:
+        if break_lock:
+            from ddb2es_cli.ownership import break_lock as remove_locks
+
+            remove_locks(
+                make_clients(app)[1], app.settings.deployment_name, [t.name for t in selected]
+            )
+        summary, extra = run_scaled(
+            ctx,
+            app,
+            selected,
+            options,
+            processes=processes,
+            join=join_run,
+            state_table=state_table,
+            lease_seconds=lease_seconds,
+            segments=segments,
+        )
+        _render_summary(ctx, app, summary, extra, failures_path)
+        return
     ddb, es = make_clients(app)
     bars = Bars(enabled=not app.quiet and sys.stderr.isatty())
     names = [t.name for t in selected]
@@ -197,7 +248,13 @@ def reindex(
         ctx.exit(ExitStatus.INTERRUPTED)
     finally:
         bars.close()  # before any error is printed, so it gets a line of its own
-    data: dict[str, Any] = summary.as_dict()
+    _render_summary(ctx, app, summary, extra, failures_path)
+
+
+def _render_summary(
+    ctx: click.Context, app: Any, summary: Any, extra: dict[str, Any], failures_path: Path
+) -> None:
+    data: dict[str, Any] = {**summary.as_dict(), **extra}
 
     def render(console: Console) -> None:
         table = Table(
@@ -226,8 +283,18 @@ def reindex(
         per_index = Table("index", "indexed", "conflicts", "failed")
         for name, s in data["indices"].items():
             per_index.add_row(name, str(s["indexed"]), str(s["conflicts"]), str(s["failed"]))
-        console.print(per_index)
-        print_failures(console, summary.failures, "documents failed", failures_path)
+        if data["indices"]:
+            console.print(per_index)
+        if extra.get("run_id"):
+            run = extra.get("run") or {}
+            console.print(
+                f"run {extra['run_id']}: {run.get('status', '?')}"
+                + (f"; takeovers: {run['takeovers']}" if run.get("takeovers") else ""),
+                markup=False,
+            )
+        print_failures(
+            console, summary.failures, "documents failed", summary.failures_path or failures_path
+        )
 
     emit(app, data, render)
     if summary.failures:

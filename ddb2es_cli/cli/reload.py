@@ -27,6 +27,7 @@ from ddb2es_cli.cli.common import (
     tables_argument,
 )
 from ddb2es_cli.cli.reindex import page_size_option
+from ddb2es_cli.cli.scale import lease_option, state_options, state_table_option
 from ddb2es_cli.errors import ExitStatus
 
 
@@ -114,6 +115,14 @@ def reload() -> None:
 @click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @failures_option("ddb2es-failures.ndjson")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Spread the load over worker processes of a run (more may --join its id).",
+)
+@state_table_option
+@lease_option
 @output_options
 @click.pass_context
 def run(
@@ -133,6 +142,9 @@ def run(
     yes: bool,
     dry_run: bool,
     failures_path: Path,
+    processes: int | None,
+    state_table: str | None,
+    lease_seconds: float | None,
     json_output: bool,
     quiet: bool,
 ) -> None:
@@ -145,6 +157,7 @@ def run(
       ddb2es --config ddb2es.toml reload --all --strategy blue-green --yes
       ddb2es reload orders-service --strategy delete --dry-run
       ddb2es reload rollback orders-service --yes
+      ddb2es reload orders-service --state-table ddb2es-state --processes 4 --yes
     """
     from ddb2es_cli.clients import make_dynamodb_client, make_search_client
     from ddb2es_cli.reindex import ReindexOptions, default_segments
@@ -172,6 +185,17 @@ def run(
         ),
         notify=None if app.quiet or app.json_output else lambda line: click.echo(line, err=True),
     )
+    if processes and not dry_run:
+        if resume:
+            raise click.UsageError("--resume continues single-process reloads only")
+        from ddb2es_cli.scale import scaled_loader
+        from ddb2es_cli.state import new_run_id
+
+        state = state_options(app, state_table, lease_seconds)
+        options.run_token = new_run_id()
+        options.loader = scaled_loader(
+            state.open(ddb), state, processes, options.run_token, options.notify
+        )
     plan = plan_reload(es, engine, ddb, app.settings, selected, options)
     if dry_run:
         from ddb2es_cli.estimate import TableSize, estimate
