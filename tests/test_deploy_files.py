@@ -28,16 +28,6 @@ DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs" / "scale-out.md"
 IMAGE_UID = "10001"
 
-# Agreed in issue 12 and being built on branch `scale`; not in this branch yet. LEAD: after merging
-# `scale`, remove every entry that now exists (test_agreed_options_are_still_missing says which).
-# Values: option name -> whether it takes a value.
-AGREED: dict[tuple[str, ...], dict[str, bool]] = {
-    ("reindex",): {"--processes": True, "--join": True, "--state-table": True},
-    ("reload", "run"): {"--processes": True, "--state-table": True},
-    ("state", "init"): {"--table": True, "--json": False},
-    ("status",): {"--state-table": True, "--json": False},
-}
-
 
 # --- command lines -------------------------------------------------------------------------------
 
@@ -62,7 +52,7 @@ def _options(command: click.Command | None) -> dict[str, bool]:
 
 
 def check_command_line(argv: list[str]) -> None:
-    """Raise AssertionError unless `ddb2es <argv>` parses as a real or agreed command."""
+    """Raise AssertionError unless `ddb2es <argv>` parses as a real command."""
     args = list(argv)
     globals_ = _options(cli)
     while args and args[0].startswith("-"):
@@ -76,11 +66,7 @@ def check_command_line(argv: list[str]) -> None:
         return
     path: tuple[str, ...] = ()
     command: click.Command | None = cli
-
-    def agreed_below(prefix: tuple[str, ...]) -> bool:
-        return any(len(p) > len(prefix) and p[: len(prefix)] == prefix for p in AGREED)
-
-    while isinstance(command, click.Group) or (command is None and agreed_below(path)):
+    while isinstance(command, click.Group):
         assert args, f"`ddb2es {' '.join(path)}` needs a subcommand ({argv})"
         name = args[0]
         if path == ("reload",) and name not in ("run", "rollback"):
@@ -89,9 +75,9 @@ def check_command_line(argv: list[str]) -> None:
             args.pop(0)
         path += (name,)
         command = _command(path)
-        if command is None and path not in AGREED and not agreed_below(path):
+        if command is None:
             raise AssertionError(f"no command `ddb2es {' '.join(path)}` ({argv})")
-    known = {**_options(command), **AGREED.get(path, {})}
+    known = _options(command)
     while args:
         token = args.pop(0)
         if not token.startswith("-"):
@@ -176,17 +162,6 @@ def test_every_command_in_the_scale_out_doc_is_a_real_command() -> None:
     assert len(lines) >= 7
     for argv in lines:
         check_command_line(argv)
-
-
-def test_agreed_options_are_still_missing() -> None:
-    """Fails once `scale` is merged, to say which AGREED entries to delete."""
-    present = [
-        f"{' '.join(path)} {name}"
-        for path, options in AGREED.items()
-        for name in options
-        if name in _options(_command(path)) and _command(path) is not None
-    ]
-    assert not present, f"these exist now: remove them from AGREED: {present}"
 
 
 # --- examples parse and agree with the image ---------------------------------------------------
