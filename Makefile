@@ -9,7 +9,7 @@ DEMO_DYNAMODB_PORT ?= 8000
 DEMO_ES_PORT ?= 9200
 DEMO_ITEMS ?= 5000
 
-.PHONY: install java test lint demo demo-down bench lambda-zip clean
+.PHONY: install java test lint demo demo-down bench bench-scale lambda-zip clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ demo-down: install
 
 bench: install java
 	$(BIN)/python bench/run.py
+
+# One run spread over 1 and 2 worker processes (state table), next to the plain reindex.
+bench-scale: install java
+	$(BIN)/python bench/scale.py
 
 lambda-zip: install
 	$(BIN)/python scripts/lambda_zip.py build/ddb2es-lambda.zip
