@@ -148,7 +148,6 @@ class StreamResult:
     """
 
     records: int = 0
-    received: int = 0  # records handed to apply_batch, including any after a refusal
     indexed: int = 0
     deleted: int = 0
     conflicts: int = 0
@@ -326,7 +325,7 @@ def apply_batch(
     an overload answer or a client exception (lost connection, timeout) leaves the documents it
     concerns as retryable.
     """
-    result = StreamResult(received=len(records))
+    result = StreamResult()
     ops = plan_batch(records, config, result)
     _create_indices(es, ops, deployment_name(config.deployment, config.index_prefix))
     try:
