@@ -55,12 +55,16 @@ LAMBDA_MODULES = (
     "retry.py",
     "sink.py",
     "stream.py",
+    "stream_observe.py",
 )
-# opensearch-py 3 pulls in gRPC; the runtime's botocore wants python-dateutil < 3.
+# opensearch-py 3 pulls in gRPC; the runtime's botocore wants python-dateutil < 3; Powertools
+# writes the metrics (EMF) and the JSON log lines (stream_observe.py). The exact versions the zip
+# carries are pinned in requirements-lambda.txt (scripts/lambda_zip.py).
 LAMBDA_DEPENDENCIES = (
     "opensearch-py>=2.6,<3",
     "elasticsearch>=8.13,<10",
     "python-dateutil>=2.1,<3",
+    "aws-lambda-powertools>=3,<4",
 )
 
 # Lambda's synchronous payload and managed domains' request caps are far above this; one request
@@ -152,6 +156,8 @@ class StreamResult:
     retryable: list[RecordFailure] = field(default_factory=list)
     first_failed: int | None = None
     refused: str | None = None  # the stream's view type cannot be followed
+    refused_records: int = 0  # the refused record and every later one
+    bulk_seconds: float = 0.0  # time spent in bulk requests (with their retries)
 
     def fail(
         self, position: int, record: Mapping[str, Any], reason: str, index: str | None = None
@@ -169,6 +175,11 @@ class StreamResult:
     def refuse(self, position: int, reason: str) -> None:
         self.refused = reason
         self._first(position)
+
+    @property
+    def retry_count(self) -> int:
+        """Records not applied this time, for a reason a retry can fix (metrics, status lines)."""
+        return len({f.position for f in self.retryable}) + self.refused_records
 
     def _first(self, position: int) -> None:
         if self.first_failed is None or position < self.first_failed:
@@ -220,6 +231,7 @@ def plan_batch(
         refusal = _record_refusal(record)
         if refusal is not None:
             result.refuse(position, refusal)
+            result.refused_records = len(records) - position
             break
         result.records += 1
         try:
@@ -334,6 +346,7 @@ def apply_batch(
         ),
     )
     answered: set[int] = set()
+    started = time.monotonic()
     try:
         for outcome in writer.write((op.action, n) for n, op in enumerate(ops)):
             if not isinstance(outcome.tag, int):
@@ -344,6 +357,8 @@ def apply_batch(
         reason = f"bulk request failed: {_exception_text(exc)}"
     else:
         reason = "no answer from the cluster for this document"
+    finally:
+        result.bulk_seconds = time.monotonic() - started
     for n, op in enumerate(ops):
         if n not in answered:
             result.retry(op.position, records[op.position], reason, _op_index(op))
@@ -380,25 +395,6 @@ def _op_index(op: _Op) -> str:
 def _exception_text(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
-
-
-def log_result(result: StreamResult) -> None:
-    """Permanent failures one line each (key, index, reason; never the document)."""
-    for failure in result.failed:
-        log.error(
-            "record %s (%s, keys %s, index %s) failed permanently: %s",
-            failure.sequence,
-            failure.event,
-            json.dumps(failure.keys, default=str),
-            failure.index,
-            failure.reason,
-        )
-    if result.retryable:
-        log.warning(
-            "%d records not applied, to be retried: %s",
-            len({f.position for f in result.retryable}),
-            result.retryable[0].reason,
-        )
 
 
 # While `reload --strategy blue-green` loads a new generation of index X, the alias
@@ -482,6 +478,13 @@ def batch_item_failures(
     if result.first_failed is None:
         return {"batchItemFailures": []}
     return {"batchItemFailures": [{"itemIdentifier": _sequence(records[result.first_failed])}]}
+
+
+def newest_creation(records: Sequence[Mapping[str, Any]]) -> float | None:
+    """Epoch seconds of the newest record's `ApproximateCreationDateTime` (None: no records):
+    now minus this is the replication lag a batch shows."""
+    times = [_creation_seconds(r["dynamodb"]["ApproximateCreationDateTime"]) for r in records]
+    return max(times) if times else None
 
 
 def _creation_seconds(value: Any) -> float:
@@ -635,9 +638,13 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
 
     Permanent failures are logged and sent to the failure destination, then passed over; only
     records that a retry can apply (overload, lost connection, a refused view type) are reported
-    in `batchItemFailures`.
+    in `batchItemFailures`. Every invocation prints its metrics (EMF) and one JSON log line
+    (stream_observe.py).
     """
     global _CLIENT
+    started = time.monotonic()
+    from ddb2es_cli import stream_observe  # Powertools: the Lambda needs it, the CLI does not
+
     try:
         records = stream_records(event)
     except InvalidEvent as exc:
@@ -653,7 +660,7 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
         log.error(
             "%s (%d records reported as failed)", result.refused, len(records) - result.first_failed
         )
-    log_result(result)
+    passed_over = list(result.failed)
     destination = os.environ.get(FAILURE_DESTINATION_ENV, "").strip()
     if result.failed and destination:
         try:
@@ -667,15 +674,6 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
             )
             for failure in result.failed:
                 result.retry(failure.position, records[failure.position], failure.reason)
-    log.info(
-        "batch of %d records: %d indexed, %d deleted, %d conflicts, %d skipped, "
-        "%d failed permanently, %d to retry",
-        result.records,
-        result.indexed,
-        result.deleted,
-        result.conflicts,
-        result.skipped,
-        len(result.failed),
-        len(result.retryable),
-    )
+            passed_over = []
+    stream_observe.report_batch(records, result, passed_over, started, context)
     return batch_item_failures(records, result)

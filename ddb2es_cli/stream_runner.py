@@ -35,7 +35,13 @@ from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.retry import Backoff
 from ddb2es_cli.sink import Failure, FailureLog
 from ddb2es_cli.source import THROTTLING_CODES, describe_table
-from ddb2es_cli.stream import RecordFailure, StreamConfig, apply_batch, view_refusal
+from ddb2es_cli.stream import (
+    RecordFailure,
+    StreamConfig,
+    apply_batch,
+    newest_creation,
+    view_refusal,
+)
 
 log = logging.getLogger("ddb2es.stream")
 
@@ -63,14 +69,20 @@ class StreamOptions:
     caught_up_empty_pages: int = CAUGHT_UP_EMPTY_PAGES
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
-    # Told every status_interval seconds: (records applied since the last call, in all, age in
-    # seconds of the newest record applied since the last call or None); the CLI prints it.
-    status: Callable[[int, int, float | None], None] | None = None
+    # Told every status_interval seconds how far the run is (StreamStatus); the CLI prints it.
+    status: Callable[[StreamStatus], None] | None = None
     status_interval: float = 10.0
 
 
 @dataclass
 class TableStreamStats:
+    """The deployed handler's counters (stream_observe.py), summed over the run.
+
+    `failed`: permanent failures (PermanentFailures); `retried`: records not applied on a try
+    and tried again (RetryableFailures); `lag_seconds`: now minus the newest
+    ApproximateCreationDateTime of the last page applied (ReplicationLag), None before one.
+    """
+
     table: str
     stream_arn: str
     shards: int = 0
@@ -79,6 +91,28 @@ class TableStreamStats:
     deleted: int = 0
     conflicts: int = 0
     failed: int = 0
+    retried: int = 0
+    lag_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """One status report of a following run: what was applied since the last one, and totals.
+
+    `lag_seconds`: age of the newest record applied since the last report (None: idle).
+    """
+
+    applied: int
+    records: int
+    indexed: int
+    deleted: int
+    conflicts: int
+    failed: int
+    retried: int
+    lag_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
 
 
 @dataclass
@@ -197,10 +231,22 @@ class _Runner:
         if time.monotonic() - self.last_status < self.options.status_interval:
             return
         self.last_status = time.monotonic()
-        total = sum(t.records for t in self.stats.values())
-        lag = None if self.newest is None else max(0.0, time.time() - self.newest)
-        self.options.status(self.applied, total, lag)
+        self.options.status(self.status())
         self.applied, self.newest = 0, None
+
+    def status(self) -> StreamStatus:
+        stats = self.stats.values()
+        lag = None if self.newest is None else round(max(0.0, time.time() - self.newest), 1)
+        return StreamStatus(
+            applied=self.applied,
+            records=sum(t.records for t in stats),
+            indexed=sum(t.indexed for t in stats),
+            deleted=sum(t.deleted for t in stats),
+            conflicts=sum(t.conflicts for t in stats),
+            failed=sum(t.failed for t in stats),
+            retried=sum(t.retried for t in stats),
+            lag_seconds=lag,
+        )
 
     # -- shards --
 
@@ -325,8 +371,8 @@ class _Runner:
         the failures file once the page is applied. Only then does the checkpoint move.
         """
         stats = self.stats[shard.table]
-        wanted = [r for r in records if self._after_start(r)]
-        count = len(wanted)
+        page = [r for r in records if self._after_start(r)]
+        wanted, count = page, len(page)
         permanent: dict[tuple[str, str | None], RecordFailure] = {}
         backoff = Backoff(self.options.initial_backoff, self.options.max_backoff, None)
         while wanted:
@@ -336,6 +382,7 @@ class _Runner:
             stats.indexed += result.indexed
             stats.deleted += result.deleted
             stats.conflicts += result.conflicts
+            stats.retried += result.retry_count
             for failure in result.failed:
                 permanent[(failure.sequence, failure.index)] = failure
             if result.first_failed is None:
@@ -360,8 +407,9 @@ class _Runner:
                 return False
         stats.records += count
         self.applied += count
-        if wanted:
-            newest = max(_created(r) for r in wanted)
+        newest = newest_creation(page)
+        if newest is not None:  # the lag this page shows, as the handler's ReplicationLag
+            stats.lag_seconds = round(max(0.0, time.time() - newest), 1)
             self.newest = newest if self.newest is None else max(self.newest, newest)
         for failure in permanent.values():
             self.failures.write(

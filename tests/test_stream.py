@@ -394,7 +394,8 @@ def test_handler_imports_from_the_lambda_modules_alone(tmp_path: Path) -> None:
     # The editable install's import hook would quietly find a module missing from the zip in
     # the source tree: every ddb2es_cli module loaded must come from the copy.
     code = (
-        "import sys, ddb2es_cli.stream as s; assert callable(s.lambda_handler); "
+        "import sys, ddb2es_cli.stream as s, ddb2es_cli.stream_observe; "
+        "assert callable(s.lambda_handler); "
         "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
         "if n.startswith('ddb2es_cli')))"
     )

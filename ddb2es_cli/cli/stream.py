@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -24,6 +26,21 @@ from ddb2es_cli.cli.common import (
     tables_argument,
 )
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from ddb2es_cli.stream_runner import StreamStatus
+
+SUMMARY_COLUMNS = (
+    "table",
+    "shards",
+    "records",
+    "indexed",
+    "deleted",
+    "conflicts",
+    "failed",
+    "retried",
+    "lag_seconds",
+)
 
 
 @click.command()
@@ -64,7 +81,9 @@ from ddb2es_cli.errors import ExitStatus
     type=click.FloatRange(min=0.1),
     default=10.0,
     show_default=True,
-    help="Seconds between status lines on stderr (records applied, lag) when following.",
+    help="Seconds between status lines on stderr when following: records applied, the "
+    "handler's counters (indexed, deleted, conflicts, failed, retried) and the lag; one JSON "
+    "object per line with --json.",
 )
 @output_options
 @click.pass_context
@@ -108,7 +127,9 @@ def stream(
         state_path=state_file,
         failures_path=failures_path,
         batch_size=batch_size,
-        status=None if until_caught_up or app.quiet else _status_line(status_every),
+        status=None
+        if until_caught_up or app.quiet
+        else _status_line(status_every, app.json_output),
         status_interval=status_every,
     )
     stop = threading.Event()
@@ -117,22 +138,9 @@ def stream(
     data = summary.as_dict()
 
     def render(console: Console) -> None:
-        table = Table("table", "shards", "records", "indexed", "deleted", "conflicts", "failed")
+        table = Table(*(c.replace("_seconds", " s") for c in SUMMARY_COLUMNS))
         for t in data["tables"]:
-            table.add_row(
-                *(
-                    str(t[k])
-                    for k in (
-                        "table",
-                        "shards",
-                        "records",
-                        "indexed",
-                        "deleted",
-                        "conflicts",
-                        "failed",
-                    )
-                )
-            )
+            table.add_row(*("-" if t[k] is None else str(t[k]) for k in SUMMARY_COLUMNS))
         console.print(table)
         print_failures(console, summary.failures, "records failed", failures_path)
 
@@ -145,14 +153,22 @@ def stream(
         ctx.exit(ExitStatus.PARTIAL)
 
 
-def _status_line(interval: float) -> Callable[[int, int, float | None], None]:
-    """One line per interval on stderr, so a follow run shows it is alive and how far behind."""
+def _status_line(interval: float, as_json: bool = False) -> Callable[[StreamStatus], None]:
+    """One line per interval on stderr, so a follow run shows it is alive and how far behind,
+    with the counters the deployed handler sends as metrics."""
 
-    def status(applied: int, total: int, lag: float | None) -> None:
+    def status(now: StreamStatus) -> None:
+        if as_json:
+            line = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **now.as_dict()}
+            click.echo(json.dumps(line), err=True)
+            return
+        lag = now.lag_seconds
         behind = "idle" if lag is None else f"lag {lag:.0f} s"
         click.echo(
-            f"{time.strftime('%H:%M:%S')} stream: {applied} records applied in the last "
-            f"{interval:g} s ({total} in all), {behind}",
+            f"{time.strftime('%H:%M:%S')} stream: {now.applied} records applied in the last "
+            f"{interval:g} s ({now.records} in all), {behind}; {now.indexed} indexed, "
+            f"{now.deleted} deleted, {now.conflicts} conflicts, {now.failed} failed, "
+            f"{now.retried} retried",
             err=True,
         )
 
