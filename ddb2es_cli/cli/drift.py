@@ -125,9 +125,8 @@ def drift(
       ddb2es drift --all --full --repair --yes --report drift.json
       ddb2es --json drift orders-service --counts estimate --seed 42
     """
-    from ddb2es_cli.drift import run_drift
-    from ddb2es_cli.drift_report import DriftOptions
-    from ddb2es_cli.reindex import default_segments
+    from ddb2es_cli.drift import DriftOptions, run_drift
+    from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)

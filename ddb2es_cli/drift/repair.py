@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ddb2es_cli.config import Settings
-from ddb2es_cli.drift_compare import differing_fields, parse_document
-from ddb2es_cli.drift_report import REPAIR_BATCH, DriftOptions, Finding, RepairResult, RepairStep
-from ddb2es_cli.drift_tables import DriftTable, batch_get
+from ddb2es_cli.drift.compare import differing_fields, parse_document
+from ddb2es_cli.drift.options import DriftOptions
+from ddb2es_cli.drift.report import Finding, RepairResult, RepairStep
+from ddb2es_cli.drift.tables import DriftTable, batch_get
 from ddb2es_cli.search_json import SearchJson
 from ddb2es_cli.sink import (
     Action,
@@ -28,6 +29,8 @@ from ddb2es_cli.sink import (
 from ddb2es_cli.transform import Document, TransformError, repair_version, to_document
 
 log = logging.getLogger("ddb2es.drift")
+
+REPAIR_BATCH = 100  # drifted keys re-read and rewritten together
 
 
 class RepairContext(Protocol):
