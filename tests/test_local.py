@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ddb2es_cli import local, local_health
+from ddb2es_cli import local, local_dynamodb, local_health
 from ddb2es_cli.errors import LocalStackError
 from tests.servers import free_port, start_elasticsearch
 
@@ -172,7 +172,7 @@ def test_fetch_is_atomic_under_concurrency(tmp_path: Path) -> None:
 def test_fetch_refuses_a_tarball_with_another_checksum(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "DYNAMODB_LOCAL_TARBALL_SHA256", "0" * 64)
+    monkeypatch.setattr(local_dynamodb, "DYNAMODB_LOCAL_TARBALL_SHA256", "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(LocalStackError, match="does not match the expected 0000"):
         local.ensure_dynamodb_local(cache)
