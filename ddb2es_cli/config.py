@@ -170,7 +170,7 @@ class Settings:
 
     @property
     def repair_margin(self) -> int:
-        """Milliseconds a repair version stays below its consistent read (SPEC section 1)."""
+        """Milliseconds a repair version stays below its consistent read (docs/spec.md)."""
         if self.repair_margin_ms is not None:
             return self.repair_margin_ms
         return LOCAL_REPAIR_MARGIN_MS if self.dynamodb.is_local else DEFAULT_REPAIR_MARGIN_MS
@@ -301,7 +301,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
 
 
 def _version_overlap_ms(defaults: Mapping[str, Any], dynamodb: DynamoSettings) -> int:
-    """Scan versions must rank below any stream record newer than the read (SPEC section 1)."""
+    """Scan versions must rank below any stream record newer than the read (docs/spec.md)."""
     value = _non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS)
     if value < MIN_OVERLAP_MS:
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""Late snapshot writes (SPEC section 1): a scan page's write that could not be sent for longer
+"""Late snapshot writes (docs/spec.md, "Late writes"): a scan page's write that could not be sent for longer
 than a delete's tombstone lives must be re-read, never resurrect the deleted item."""
 
 from __future__ import annotations

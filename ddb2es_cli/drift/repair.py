@@ -51,7 +51,7 @@ class RepairContext(Protocol):
 
 
 class _LateRepairs:
-    """A repair write is a snapshot write too (SPEC section 1, late writes): one the cluster held
+    """A repair write is a snapshot write too (docs/spec.md, "Late writes"): one the cluster held
     back past half its index's `index.gc_deletes` could land after a newer delete's tombstone
     expired, so it is not sent; it stays drift, and the next drift run reads the item again."""
 
@@ -134,7 +134,7 @@ class Repairer:
                 self.run.ddb, table, list(keys.values()), consistent=True, phase="repair"
             )
         }
-        # A consistent read: a short margin, not the scan pages' long overlap (SPEC section 1).
+        # A consistent read: a short margin, not the scan pages' long overlap (docs/spec.md).
         margin = self.run.settings.repair_margin
         wanted: dict[str, tuple[Document | None, str, int, int]] = {}
         pairs: set[tuple[str, str]] = set()
