@@ -1,5 +1,5 @@
-"""Late snapshot writes (docs/spec.md, "Late writes"): a scan page's write that could not be sent for longer
-than a delete's tombstone lives must be re-read, never resurrect the deleted item."""
+"""Late snapshot writes (docs/spec.md, "Late writes"): a scan page's write that could not be sent
+for longer than a delete's tombstone lives must be re-read, never resurrect the deleted item."""
 
 from __future__ import annotations
 
