@@ -179,11 +179,6 @@ def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) ->
     return "{" + ",".join(parts) + "}"
 
 
-def to_python(value: Mapping[str, Any]) -> Any:
-    """One attribute value as plain Python (numbers as Decimal): for comparisons, never for ids."""
-    return json.loads(encode_value(value), parse_float=Decimal, parse_int=Decimal)
-
-
 # --- keys, ids, index names ----------------------------------------------------------------
 
 
