@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 # KeyCollision and key_collisions moved to collisions.py; importable from here as before.
 from ddb2es_cli.collisions import KeyCollision as KeyCollision
 from ddb2es_cli.collisions import key_collisions as key_collisions
+from ddb2es_cli.config_auth import AUTH_MODES, auth_mode, credentials_from_url
 from ddb2es_cli.config_checks import (
     Check,
     check_file,
@@ -63,7 +64,6 @@ DEFAULT_CONFIG_FILE = "ddb2es.toml"
 # items (~70 attribute values each) is some 17 MB of Python objects, so 8 threads reading 1 MB
 # pages ahead held ~400 MB where 250-item pages hold ~130 MB (docs/benchmarks.md).
 DEFAULT_PAGE_LIMIT = 250
-AUTH_MODES = ("none", "basic", "api-key", "aws-sigv4")
 AWS_SERVICES = ("es", "aoss")
 
 
@@ -390,8 +390,8 @@ def _search_settings(
         verify_certs=given.get("es_verify_certs", search.get("verify_certs", True)),
         aws_profile=given.get("profile", dynamo_profile) or None,
     )
-    settings = _credentials_from_url(settings)
-    auth = _auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings, given)
+    settings = credentials_from_url(settings)
+    auth = auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings, given)
     settings = replace(settings, auth=auth)
     if settings.aws_service not in AWS_SERVICES:
         raise ConfigError(f"aws_service must be one of {', '.join(AWS_SERVICES)}")
@@ -401,48 +401,3 @@ def _search_settings(
         raise ConfigError("api-key auth needs --es-api-key (or DDB2ES_ES_API_KEY)")
     register_secret(settings.password, settings.api_key)
     return settings
-
-
-def _credentials_from_url(settings: SearchSettings) -> SearchSettings:
-    """`https://user:pw@host` works like --es-username/--es-password, and the URL keeps neither.
-
-    The userinfo is everything between `scheme://` and the last `@`, so a password holding
-    `/`, `?`, `#` or `@` (unencoded) still works, and is never part of an error message.
-    """
-    _scheme, sep, rest = settings.url.partition("://")
-    userinfo = rest.rpartition("@")[0] if sep else ""
-    url = redact_url(settings.url)
-    problem = url_problem(url)
-    if problem:
-        raise ConfigError(f"--es-url {problem}: {url}")
-    if not userinfo:
-        return settings
-    user, _, password = userinfo.partition(":")
-    return replace(
-        settings,
-        url=url,
-        username=settings.username or (unquote(user) if user else None),
-        password=settings.password or (unquote(password) if password else None),
-    )
-
-
-def _auth_mode(
-    file_auth: Any, sigv4_flag: bool | None, settings: SearchSettings, given: Mapping[str, Any]
-) -> str:
-    """Flags and environment first (SigV4 flag, then credentials), then the file's `auth`,
-    then whatever credentials the file gave."""
-    if sigv4_flag is True:
-        return "aws-sigv4"
-    if given.get("es_api_key"):
-        return "api-key"
-    if given.get("es_username") or given.get("es_password"):
-        return "basic"
-    if file_auth is not None and not (sigv4_flag is False and file_auth == "aws-sigv4"):
-        if file_auth not in AUTH_MODES:
-            raise ConfigError(f"auth must be one of {', '.join(AUTH_MODES)}, not {file_auth!r}")
-        return str(file_auth)
-    if settings.api_key:
-        return "api-key"
-    if settings.username or settings.password:
-        return "basic"
-    return "none"

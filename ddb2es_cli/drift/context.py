@@ -4,16 +4,18 @@ check uses. Everything happens on the caller's thread (scan threads only scan)."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddb2es_cli.config import Settings
 from ddb2es_cli.drift.options import DriftOptions
 from ddb2es_cli.drift.owners import Owners
 from ddb2es_cli.drift.repair import Repairer
 from ddb2es_cli.drift.tables import DriftTable
-from ddb2es_cli.reindex import Progress
 from ddb2es_cli.search_json import SearchJson
 from ddb2es_cli.source import CapacityLimiter, SegmentTask, scan_pages
+
+if TYPE_CHECKING:
+    from ddb2es_cli.reindex import Progress  # a Protocol: only for type checking
 
 
 class DriftRun(Owners):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,9 +24,11 @@ from ddb2es_cli.drift.scope import index_owners
 from ddb2es_cli.drift.tables import DriftTable, open_table
 from ddb2es_cli.drift.verdict import evaluate, reasons
 from ddb2es_cli.errors import ConnectionFailed, Ddb2esError, DriftError
-from ddb2es_cli.reindex import Progress
 from ddb2es_cli.search_json import _is_connection_error
 from ddb2es_cli.source import install_fast_decode
+
+if TYPE_CHECKING:
+    from ddb2es_cli.reindex import Progress  # a Protocol: only for type checking
 
 log = logging.getLogger("ddb2es.drift")
 
