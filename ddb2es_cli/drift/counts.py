@@ -16,6 +16,8 @@ from ddb2es_cli.transform import TransformError, index_name, type_of
 
 
 def count_exact(run: DriftRun, table: DriftTable) -> None:
+    """Items per index from a key-only scan; the bottom-k sample is kept on the way and its
+    items are read again consistently."""
     report = table.report
     sampler = BottomK(run.options.sample, f"{run.seed}:{table.name}")
     expression, names = key_projection(table.shape)
@@ -58,6 +60,7 @@ def count_exact(run: DriftRun, table: DriftTable) -> None:
 def count_failure(
     run: DriftRun, table: DriftTable, item: Mapping[str, Any], exc: TransformError
 ) -> None:
+    """An item the transform refused: an invalid type is counted apart (never indexed)."""
     report = table.report
     if exc.reason == "invalid_index_name":
         report.invalid_index_items += 1
@@ -69,6 +72,8 @@ def count_failure(
 
 
 def count_indices(run: DriftRun, owners: dict[str, list[DriftTable]]) -> None:
+    """The search side's counts per index (all documents, and those with the run's key
+    attributes), and which indices configured tables outside the run feed too."""
     if run.options.refresh:
         run.search.refresh(owners)
     for name, tables in sorted(owners.items()):

@@ -51,6 +51,7 @@ def compare_full(run: DriftRun) -> Iterator[tuple[DriftTable, Finding]]:
 
 
 def full_table_side(run: DriftRun, position: int, table: DriftTable, side: Buckets) -> None:
+    """Scan the table: every item's (id, index, document hash) into the table side's buckets."""
     report = table.report
     report.sample_method = "full"
     counts: Counter[str] = Counter()
@@ -87,6 +88,8 @@ def index_entry(
 def compare_bucket(
     run: DriftRun, table_side: Buckets, index_side: Buckets, bucket: int
 ) -> Iterator[tuple[DriftTable, Finding]]:
+    """The findings of one bucket whose digests differ: missing, different, orphans (less
+    those a configured table outside the run claims)."""
     expected: dict[str, dict[str, tuple[str, int, str]]] = {}
     for doc_id, index, digest, (position, text) in table_side.read(bucket):
         expected.setdefault(doc_id, {})[index] = (digest, position, text)

@@ -79,6 +79,7 @@ def run_drift(
 
 
 def _run_sampled(run: DriftRun) -> None:
+    """Counts, then the sample, then orphans per index (the default mode)."""
     for table in run.tables:
         log.info("drift: %s: %s counts", table.name, table.report.counts_mode)
         if table.report.exact:
@@ -97,6 +98,7 @@ def _run_sampled(run: DriftRun) -> None:
 
 
 def _run_full(run: DriftRun) -> None:
+    """The full comparison instead of the sample (`--full`)."""
     for table, finding in compare_full(run):
         _found(run, table, finding, full=True)
     for table in run.tables:
@@ -106,6 +108,7 @@ def _run_full(run: DriftRun) -> None:
 
 
 def _found(run: DriftRun, table: DriftTable, finding: Finding, *, full: bool) -> None:
+    """Record a finding in the report and hand it to the repair, if one runs."""
     report = table.report.index(finding.index)
     if (
         full

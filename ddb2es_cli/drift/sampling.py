@@ -47,6 +47,7 @@ class BottomK:
 
 
 def count_estimate(run: DriftRun, table: DriftTable) -> None:
+    """ItemCount from DescribeTable as the count, and a segment sample for the documents."""
     report = table.report
     report.items = table.info.item_count
     report.items_estimated = True
@@ -161,6 +162,7 @@ def segment_order(rng: random.Random, total: int) -> Iterator[int]:
 
 
 def check_sample(run: DriftRun, table: DriftTable) -> Iterator[Finding]:
+    """The sampled items' documents against the index (`_mget`): missing or different."""
     report = table.report
     expected: dict[tuple[str, str], Document] = {}
     for item in table.sample_items:

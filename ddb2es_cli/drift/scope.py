@@ -85,6 +85,7 @@ def index_owners(run: DriftRun) -> dict[str, list[DriftTable]]:
 
 
 def discover(run: DriftRun, table: DriftTable) -> None:
+    """Add the owned live indices under the table's prefix that hold its documents."""
     prefix = table.shape.index_prefix.lower()
     if prefix not in run.live:
         run.live[prefix] = live_indices(run.search, prefix, run.settings.deployment_name)

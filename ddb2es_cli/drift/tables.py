@@ -58,6 +58,7 @@ class DriftTable:
 
 
 def open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> DriftTable:
+    """Describe the table (keys, item count) and start its report."""
     info = describe_table(ddb, table.name)
     counts = "exact" if options.full else options.counts
     report = TableReport(info.name, info.hash_key, info.range_key, counts)
@@ -65,6 +66,7 @@ def open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> DriftTa
 
 
 def key_projection(shape: TableShape) -> tuple[str, dict[str, str]]:
+    """A ProjectionExpression for the key and type attributes (names as placeholders)."""
     names: dict[str, str] = {}
     for attribute in (*shape.key_names, shape.type_attribute):
         if attribute not in names.values():
