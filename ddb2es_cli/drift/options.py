@@ -18,7 +18,7 @@ class DriftOptions:
     sample: int = 1000
     orphans: int | None = None  # per index; None: the sample size
     seed: int | None = None  # None: a random seed, reported so that the run can be repeated
-    counts: str = "exact"  # "exact" | "estimate"
+    counts: CountMode = "exact"
     full: bool = False
     refresh: bool = False
     tolerance: int = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ddb2es_cli.drift.options import DriftOptions
+from ddb2es_cli.drift.options import CountMode, DriftOptions
 from ddb2es_cli.errors import ExitStatus
 
 FindingKind = Literal["missing", "different", "orphan"]
@@ -153,7 +153,7 @@ class TableReport:
     table: str
     hash_key: str
     range_key: str | None
-    counts_mode: str
+    counts_mode: CountMode
     items: int = 0  # exact count, or the estimate (see items_estimated)
     items_estimated: bool = False
     invalid_index_items: int = 0  # items whose type is not a valid index name (never indexed)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from ddb2es_cli.config import TableSettings
-from ddb2es_cli.drift.options import DriftOptions
+from ddb2es_cli.drift.options import CountMode, DriftOptions
 from ddb2es_cli.drift.report import TableReport
 from ddb2es_cli.source import Key, TableInfo, describe_table, key_for_request
 from ddb2es_cli.transform import TableShape, invalid_index_reason, key_json
@@ -60,7 +60,7 @@ class DriftTable:
 def open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> DriftTable:
     """Describe the table (keys, item count) and start its report."""
     info = describe_table(ddb, table.name)
-    counts = "exact" if options.full else options.counts
+    counts: CountMode = "exact" if options.full else options.counts
     report = TableReport(info.name, info.hash_key, info.range_key, counts)
     return DriftTable(table, info, table.shape(info.hash_key, info.range_key), report)
 
