@@ -29,6 +29,7 @@ import os
 import platform
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +46,6 @@ from ddb2es_cli.config import DynamoSettings, SearchSettings, TableSettings
 from ddb2es_cli.local import (
     ServerProcess,
     ensure_dynamodb_local,
-    free_port,
     start_dynamodb,
     start_search,
     stop,
@@ -79,6 +79,14 @@ P = ParamSpec("P")
 TARGET_T_VS_MIN_RW = 0.8
 TARGET_CPU_RATIO = 0.5
 TARGET_MEMORY_GROWTH_MB = 40.0
+
+
+def free_port() -> int:
+    """A port the OS says is free right now (racy, but fine for a benchmark's servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def log(message: str) -> None:

@@ -6,19 +6,40 @@ what it found over the file, and the file over the defaults.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+# KeyCollision and key_collisions moved to collisions.py; importable from here as before.
+from ddb2es_cli.collisions import KeyCollision as KeyCollision
+from ddb2es_cli.collisions import key_collisions as key_collisions
+from ddb2es_cli.config_auth import AUTH_MODES, auth_mode, credentials_from_url
+from ddb2es_cli.config_checks import (
+    Check,
+    check_file,
+    check_table_name,
+    index_prefix_problem,
+    table_name_problem,
+    url_problem,
+    validate_overrides,
+)
+
+# The value checks under the short names SCHEMA uses (config_checks.py has them all).
+from ddb2es_cli.config_checks import count as _count
+from ddb2es_cli.config_checks import existing_file as _existing_file
+from ddb2es_cli.config_checks import flag as _flag
+from ddb2es_cli.config_checks import milliseconds as _ms
+from ddb2es_cli.config_checks import non_empty as _name
+from ddb2es_cli.config_checks import one_of as _one_of
+from ddb2es_cli.config_checks import text as _string
 from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.ownership import deployment_name
 from ddb2es_cli.redaction import redact as redact
+from ddb2es_cli.redaction import redact_url as redact_url
 from ddb2es_cli.redaction import register_secret
 from ddb2es_cli.transform import (
     DEFAULT_OVERLAP_MS,
@@ -43,22 +64,7 @@ DEFAULT_CONFIG_FILE = "ddb2es.toml"
 # items (~70 attribute values each) is some 17 MB of Python objects, so 8 threads reading 1 MB
 # pages ahead held ~400 MB where 250-item pages hold ~130 MB (docs/benchmarks.md).
 DEFAULT_PAGE_LIMIT = 250
-AUTH_MODES = ("none", "basic", "api-key", "aws-sigv4")
 AWS_SERVICES = ("es", "aoss")
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password part, whatever the URL looks like.
-
-    Not `urlsplit`: a password holding `/`, `?` or `#` ends the netloc early, and the rest of the
-    password would then be shown as a path. Everything between `scheme://` and the last `@` goes.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,7 @@ class Settings:
 
     @property
     def repair_margin(self) -> int:
-        """Milliseconds a repair version stays below its consistent read (SPEC section 1)."""
+        """Milliseconds a repair version stays below its consistent read (docs/spec.md)."""
         if self.repair_margin_ms is not None:
             return self.repair_margin_ms
         return LOCAL_REPAIR_MARGIN_MS if self.dynamodb.is_local else DEFAULT_REPAIR_MARGIN_MS
@@ -213,83 +219,6 @@ def read_config_file(path: Path | None) -> tuple[dict[str, Any], str | None]:
 # with a value (None: fine). A new key is one line here. Unknown sections and keys are errors
 # with a "did you mean", so a typo never silently falls back to a default.
 
-Check = Callable[[Any], "str | None"]
-TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_INDEX_FORBIDDEN = set('\\/*?"<>| ,#:')
-
-
-def _string(value: Any) -> str | None:
-    return None if isinstance(value, str) else "must be a string"
-
-
-def _name(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
-
-
-def _flag(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false (unquoted)"
-
-
-def _count(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return None if ok else "must be a whole number >= 0"
-
-
-def _ms(value: Any) -> str | None:
-    return None if _count(value) is None else "must be a whole number of milliseconds >= 0"
-
-
-def _one_of(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-
-    return check
-
-
-def url_problem(value: Any) -> str | None:
-    """What is wrong with an http(s) endpoint URL (never quoting it: it may hold a password)."""
-    if not isinstance(value, str):
-        return "must be a URL string"
-    if value == "":
-        return None
-    if not value.startswith(("http://", "https://")):
-        return "must start with http:// or https://"
-    try:
-        parts = urlsplit(redact_url(value))
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
-    except ValueError:
-        return "is not a valid URL (bad host or port)"
-    if not parts.hostname or any(c.isspace() for c in value):
-        return "is not a valid URL (no host)"
-    return None
-
-
-def table_name_problem(value: Any) -> str | None:
-    """DynamoDB's rule, checked before any call: 3-255 characters of A-Z a-z 0-9 _ . -"""
-    if isinstance(value, str) and TABLE_NAME.match(value):
-        return None
-    return "is not a DynamoDB table name (3-255 characters of A-Z a-z 0-9 _ . -)"
-
-
-def index_prefix_problem(value: Any) -> str | None:
-    """Index names are lowercase, and hold none of \\ / * ? " < > | space , # :"""
-    if not isinstance(value, str):
-        return "must be a string"
-    if value != value.lower():
-        return "must be lowercase (index names are)"
-    if set(value) & _INDEX_FORBIDDEN:
-        return 'must not contain \\ / * ? " < > | space , # or :'
-    if value.startswith(("-", "_", "+")):
-        return "must not start with -, _ or +"
-    return None
-
-
-def _existing_file(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "must be a path string"
-    return None if Path(value).is_file() else "names a file that does not exist"
-
-
 TABLE_KEYS: dict[str, Check] = {
     "name": lambda v: table_name_problem(v) if isinstance(v, str) else "must be a string",
     "type_attribute": _name,
@@ -324,73 +253,9 @@ ARRAY_SECTIONS = {"tables"}
 SECRET_KEYS = {"password", "api_key"}  # never quoted in an error
 
 
-def _did_you_mean(word: str, choices: Iterable[str], form: str = "{}") -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {form.format(close[0])}?" if close else ""
-
-
 def validate_file(data: Mapping[str, Any], source: str | None) -> None:
     """Every section, key and value of the file, against SCHEMA; the first problem is raised."""
-    where = f"config file {source}"
-    for section, body in data.items():
-        if section not in SCHEMA:
-            hint = _did_you_mean(section, SCHEMA, "[{}]")
-            raise ConfigError(f"{where}: unknown section [{section}]{hint}")
-        if section in ARRAY_SECTIONS:
-            if not isinstance(body, list):
-                raise ConfigError(f"{where}: {section} must be [[{section}]] entries")
-            for entry in body:
-                name = entry.get("name") if isinstance(entry, dict) else None
-                label = f"[[{section}]] {name!r}" if isinstance(name, str) else f"[[{section}]]"
-                _validate_section(where, label, entry, SCHEMA[section])
-        else:
-            _validate_section(where, f"[{section}]", body, SCHEMA[section])
-
-
-def _validate_section(where: str, label: str, body: Any, keys: Mapping[str, Check]) -> None:
-    if not isinstance(body, dict):
-        raise ConfigError(f"{where}: {label} must be a table of key = value lines")
-    if label.startswith("[[tables]]") and "name" not in body:
-        raise ConfigError(f"{where}: every [[tables]] entry needs a name")
-    for key, value in body.items():
-        if key not in keys:
-            hint = _did_you_mean(key, keys)
-            raise ConfigError(f"{where}: {label} has an unknown key {key!r}{hint}")
-        problem = keys[key](value)
-        if problem:
-            shown = "" if key in SECRET_KEYS else f" (got {_show(value)})"
-            raise ConfigError(f"{where}: {label} {key} {problem}{shown}")
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(redact_url(value))[:80]
-    return repr(value)[:80] if not isinstance(value, dict) else "a table"
-
-
-# Flags and DDB2ES_* variables: the same checks as the file's values.
-OVERRIDE_CHECKS: dict[str, tuple[str, Check]] = {
-    "dynamodb_endpoint": ("--dynamodb-endpoint (DDB2ES_DYNAMODB_ENDPOINT)", url_problem),
-    "es_url": ("--es-url (DDB2ES_ES_URL)", url_problem),
-    "region": ("--region (AWS_REGION)", _string),
-    "profile": ("--profile (AWS_PROFILE)", _string),
-    "es_ca_certs": ("--es-ca-certs", _existing_file),
-}
-
-
-def validate_overrides(given: Mapping[str, Any]) -> None:
-    for key, (label, check) in OVERRIDE_CHECKS.items():
-        if key in given:
-            problem = check(given[key])
-            if problem:
-                raise ConfigError(f"{label} {problem} (got {_show(given[key])})")
-
-
-def check_table_name(name: str) -> str:
-    problem = table_name_problem(name)
-    if problem:
-        raise ConfigError(f"{name!r} {problem}")
-    return name
+    check_file(data, source, SCHEMA, ARRAY_SECTIONS, SECRET_KEYS)
 
 
 def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Settings:
@@ -442,7 +307,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
 
 
 def _version_overlap_ms(defaults: Mapping[str, Any], dynamodb: DynamoSettings) -> int:
-    """Scan versions must rank below any stream record newer than the read (SPEC section 1)."""
+    """Scan versions must rank below any stream record newer than the read (docs/spec.md)."""
     value = _non_negative_int(defaults, "version_overlap_ms", DEFAULT_OVERLAP_MS)
     if value < MIN_OVERLAP_MS:
         raise ConfigError(
@@ -531,8 +396,8 @@ def _search_settings(
         verify_certs=given.get("es_verify_certs", search.get("verify_certs", True)),
         aws_profile=given.get("profile", dynamo_profile) or None,
     )
-    settings = _credentials_from_url(settings)
-    auth = _auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings, given)
+    settings = credentials_from_url(settings)
+    auth = auth_mode(search.get("auth"), given.get("es_aws_sigv4"), settings, given)
     settings = replace(settings, auth=auth)
     if settings.aws_service not in AWS_SERVICES:
         raise ConfigError(f"aws_service must be one of {', '.join(AWS_SERVICES)}")
@@ -542,93 +407,3 @@ def _search_settings(
         raise ConfigError("api-key auth needs --es-api-key (or DDB2ES_ES_API_KEY)")
     register_secret(settings.password, settings.api_key)
     return settings
-
-
-def _credentials_from_url(settings: SearchSettings) -> SearchSettings:
-    """`https://user:pw@host` works like --es-username/--es-password, and the URL keeps neither.
-
-    The userinfo is everything between `scheme://` and the last `@`, so a password holding
-    `/`, `?`, `#` or `@` (unencoded) still works, and is never part of an error message.
-    """
-    _scheme, sep, rest = settings.url.partition("://")
-    userinfo = rest.rpartition("@")[0] if sep else ""
-    url = redact_url(settings.url)
-    problem = url_problem(url)
-    if problem:
-        raise ConfigError(f"--es-url {problem}: {url}")
-    if not userinfo:
-        return settings
-    user, _, password = userinfo.partition(":")
-    return replace(
-        settings,
-        url=url,
-        username=settings.username or (unquote(user) if user else None),
-        password=settings.password or (unquote(password) if password else None),
-    )
-
-
-def _auth_mode(
-    file_auth: Any, sigv4_flag: bool | None, settings: SearchSettings, given: Mapping[str, Any]
-) -> str:
-    """Flags and environment first (SigV4 flag, then credentials), then the file's `auth`,
-    then whatever credentials the file gave."""
-    if sigv4_flag is True:
-        return "aws-sigv4"
-    if given.get("es_api_key"):
-        return "api-key"
-    if given.get("es_username") or given.get("es_password"):
-        return "basic"
-    if file_auth is not None and not (sigv4_flag is False and file_auth == "aws-sigv4"):
-        if file_auth not in AUTH_MODES:
-            raise ConfigError(f"auth must be one of {', '.join(AUTH_MODES)}, not {file_auth!r}")
-        return str(file_auth)
-    if settings.api_key:
-        return "api-key"
-    if settings.username or settings.password:
-        return "basic"
-    return "none"
-
-
-# --- tables that can overwrite each other's documents ------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyCollision:
-    """Two configured tables whose documents can land in one index under the same ids: ids are
-    the key JSON, so with the same key attribute names one table's item overwrites the other's
-    document (and a delete of one removes the other)."""
-
-    first: str
-    second: str
-    key_names: tuple[str, ...]
-    shared_default: str | None  # both tables' items without a type land in this index
-
-    def describe(self) -> str:
-        keys = ", ".join(self.key_names)
-        where = (
-            f"items without a type of both land in {self.shared_default}, and any type both use"
-            if self.shared_default
-            else "items of any type both use land in one index"
-        )
-        return (
-            f"{self.first} and {self.second} have the same key attributes ({keys}): {where}, "
-            "where equal keys overwrite each other's documents; give one an index_prefix"
-        )
-
-
-def key_collisions(tables: Sequence[tuple[TableSettings, Sequence[str]]]) -> list[KeyCollision]:
-    """Pairs of configured tables (settings, key attribute names) whose items can land in the
-    same index with the same document ids. Pure: doctor and the reload plan call it."""
-    found: list[KeyCollision] = []
-    for i, (a, a_keys) in enumerate(tables):
-        for b, b_keys in tables[i + 1 :]:
-            if sorted(a_keys) != sorted(b_keys):
-                continue
-            pa, pb = a.index_prefix.lower(), b.index_prefix.lower()
-            if not (pa.startswith(pb) or pb.startswith(pa)):
-                continue  # no index name can be both tables'
-            da, db = (pa + a.default_type).lower(), (pb + b.default_type).lower()
-            found.append(
-                KeyCollision(a.name, b.name, tuple(sorted(a_keys)), da if da == db else None)
-            )
-    return found

@@ -11,7 +11,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
 from ddb2es_cli.clients import make_dynamodb_client, make_search_client
-from ddb2es_cli.config import Settings, TableSettings, key_collisions, redact
+from ddb2es_cli.collisions import key_collisions
+from ddb2es_cli.config import Settings, TableSettings, redact
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
 from ddb2es_cli.stream import view_refusal

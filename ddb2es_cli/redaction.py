@@ -48,3 +48,17 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password part, whatever the URL looks like.
+
+    Not `urlsplit`: a password holding `/`, `?` or `#` ends the netloc early, and the rest of the
+    password would then be shown as a path. Everything between `scheme://` and the last `@` goes.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"

@@ -1,6 +1,6 @@
 """What is worth retrying, and how long to wait: the one policy every write path shares.
 
-SPEC section 1: 429, 502, 503, 504, timeouts and lost connections are retryable; they are retried
+docs/spec.md: 429, 502, 503, 504, timeouts and lost connections are retryable; they are retried
 with capped exponential backoff and jitter and never reach a failures file. Everything else the
 engine answers about a document is permanent.
 """

@@ -10,18 +10,16 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ddb2es_cli.drift_report import (
-    MAX_RESULT_WINDOW,
-    MGET_DOCS,
-    SCROLL_SIZE,
-    DriftError,
-)
-from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
+from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError, DriftError
 from ddb2es_cli.transform import (
     KEY_FIELD,
 )
 
 log = logging.getLogger("ddb2es.drift")
+
+MGET_DOCS = 500  # documents per _mget request
+SCROLL_SIZE = 1000  # documents per scroll page
+MAX_RESULT_WINDOW = 10_000  # the engines' default limit for one search page
 
 # --- the search side as raw JSON -------------------------------------------------------------
 

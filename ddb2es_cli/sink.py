@@ -32,7 +32,7 @@ DEFAULT_GC_DELETES_MS = 60_000
 
 
 def index_action(doc: Document, version: int) -> Action:
-    """A bulk `index` with an external version (SPEC section 1)."""
+    """A bulk `index` with an external version (docs/spec.md, "Versions")."""
     meta = {"_index": doc.index, "_id": doc.id, "version": version, "version_type": "external_gte"}
     return {"index": meta}, doc.source
 
@@ -173,7 +173,7 @@ class Refreshed:
 
 
 class Freshener(Protocol):
-    """Keeps late snapshot writes from resurrecting deleted items (SPEC section 1, late writes)."""
+    """Keeps late snapshot writes from resurrecting deleted items (docs/spec.md, "Late writes")."""
 
     def read_ms(self, tag: Any) -> int | None:
         """When the data behind the write was read; None for writes that are not snapshots."""

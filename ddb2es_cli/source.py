@@ -151,7 +151,7 @@ def get_items_consistently(
     """(item or None if gone, read start in ms) for each key, in order, by consistent reads.
 
     A consistent read sees every write acknowledged before it started, so a write versioned from
-    its start time ranks below any stream record of a later change (SPEC section 1).
+    its start time ranks below any stream record of a later change (docs/spec.md).
     """
     out: list[tuple[dict[str, Any] | None, int]] = []
     for start in range(0, len(keys), BATCH_GET_KEYS):

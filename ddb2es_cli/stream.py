@@ -1,7 +1,7 @@
 """The DynamoDB Streams handler: the deployed Lambda function, also fed by `ddb2es stream`.
 
 One bulk request per invocation (split only by size), the last operation per (index, id) of the
-batch, every write versioned by the record's `ApproximateCreationDateTime` (SPEC section 1), so a
+batch, every write versioned by the record's `ApproximateCreationDateTime` (docs/spec.md), so a
 redelivered or reordered batch can never overwrite newer data, and a 409 means "already newer".
 
 Failures are permanent (the engine or the transform refused the document: reported and passed
@@ -49,6 +49,9 @@ LAMBDA_MODULES = (
     "checkpoint.py",
     "redaction.py",
     "config.py",
+    "config_checks.py",  # config.py's value checks (branch house)
+    "config_auth.py",  # config.py's search credentials (branch house)
+    "collisions.py",  # re-exported by config.py (branch house)
     "transform.py",
     "clients.py",
     "ownership.py",

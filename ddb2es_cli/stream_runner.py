@@ -3,7 +3,7 @@
 Every shard is read (parents before children, as DynamoDB requires for order), its sequence
 number checkpointed after each applied batch, expired iterators renewed from the checkpoint.
 
-Failures (SPEC section 1): a record the engine refused (mapping conflict, invalid index name) is
+Failures (docs/spec.md): a record the engine refused (mapping conflict, invalid index name) is
 written to the failures file and passed over, so one poison record cannot stop the sync (the run
 then ends with exit code 4). A record that was not applied for a reason a retry can fix (429,
 502, 503, 504, lost connection, timeout) is retried with capped exponential backoff and jitter

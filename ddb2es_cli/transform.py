@@ -1,4 +1,4 @@
-"""DynamoDB item -> search document, `_id` and index name (SPEC section 1). Pure functions.
+"""DynamoDB item -> search document, `_id` and index name (docs/spec.md). Pure functions.
 
 Reindex, drift, repair and the stream handler all call `to_document`, so they can never disagree.
 Items arrive in DynamoDB's wire shape (`{"attr": {"S": "x"}}`), with binary values either as
@@ -179,16 +179,11 @@ def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) ->
     return "{" + ",".join(parts) + "}"
 
 
-def to_python(value: Mapping[str, Any]) -> Any:
-    """One attribute value as plain Python (numbers as Decimal): for comparisons, never for ids."""
-    return json.loads(encode_value(value), parse_float=Decimal, parse_int=Decimal)
-
-
 # --- keys, ids, index names ----------------------------------------------------------------
 
 
 def key_json(item: Item, key_names: Iterable[str]) -> str:
-    """Compact JSON of the key attributes, names sorted, numbers canonical (SPEC `_id`).
+    """Compact JSON of the key attributes, names sorted, numbers canonical (docs/spec.md).
 
     Spelled exactly as `json.dumps(key, separators=(",", ":"), sort_keys=True)` would.
     """
@@ -286,7 +281,7 @@ def key_from_id(doc_id: str, source: Mapping[str, Any] | None = None) -> dict[st
     return key
 
 
-# --- versions (SPEC section 1) --------------------------------------------------------------
+# --- versions (docs/spec.md, "Versions") ---------------------------------------------------
 
 
 def scan_version(read_started_ms: int, overlap_ms: int = DEFAULT_OVERLAP_MS) -> int:
@@ -296,7 +291,7 @@ def scan_version(read_started_ms: int, overlap_ms: int = DEFAULT_OVERLAP_MS) -> 
 
 def repair_version(read_started_ms: int, margin_ms: int = DEFAULT_REPAIR_MARGIN_MS) -> int:
     """Version for a write from a consistent read: any stream record newer than the read was
-    created after it, so only clock skew and the stream's rounding need a margin (SPEC 1)."""
+    created after it, so only clock skew and the stream's rounding need a margin (docs/spec.md)."""
     return (read_started_ms - margin_ms) * 1000
 
 

@@ -23,6 +23,7 @@ from ddb2es_cli.config import (
     TableSettings,
     TemplateSettings,
 )
+from tests.servers import free_port, start_elasticsearch
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> None:
@@ -40,7 +41,7 @@ def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def dynamodb_url(servers_dir: Path) -> Iterator[str]:
-    proc = local.start_dynamodb(local.free_port(), servers_dir)
+    proc = local.start_dynamodb(free_port(), servers_dir)
     try:
         yield proc.url
     finally:
@@ -49,7 +50,7 @@ def dynamodb_url(servers_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def opensearch_url(servers_dir: Path) -> Iterator[str]:
-    proc = local.start_search(local.free_port(), servers_dir)
+    proc = local.start_search(free_port(), servers_dir)
     try:
         yield proc.url
     finally:
@@ -58,7 +59,7 @@ def opensearch_url(servers_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def elasticsearch_url(servers_dir: Path) -> Iterator[str]:
-    proc = local.start_elasticsearch(local.free_port(), servers_dir, servers_dir / "noida-data")
+    proc = start_elasticsearch(free_port(), servers_dir, servers_dir / "noida-data")
     try:
         yield proc.url
     finally:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ddb2es_cli import local
 from ddb2es_cli.errors import ExitStatus
+from tests.servers import free_port
 
 PASSWORD = "pw/with?odd#chars"
 API_KEY = "QVBJLUtFWS12YWx1ZS0xMjM0NQ"
@@ -81,9 +81,7 @@ FAKES = {
 def urls(dynamodb_url: str, opensearch_url: str) -> Iterator[dict[str, str]]:
     fakes = {name: FakeHTTP(*spec) for name, spec in FAKES.items()}
     found = {name: fake.url for name, fake in fakes.items()}
-    found.update(
-        ddb=dynamodb_url, es=opensearch_url, closed=f"http://127.0.0.1:{local.free_port()}"
-    )
+    found.update(ddb=dynamodb_url, es=opensearch_url, closed=f"http://127.0.0.1:{free_port()}")
     try:
         yield found
     finally:

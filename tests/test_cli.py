@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from ddb2es_cli.cli import cli
@@ -44,14 +45,19 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "Example" in result.output, f"`ddb2es {name} --help` has no example"
 
 
+# README.md lacks `ddb2es template check` and `ddb2es template show` as literal lines (it
+# writes `ddb2es template apply|check|show`); NOTES-house.md has the lines to add. Remove this
+# xfail when README.md has them: strict, so the test fails the moment the README is complete.
+@pytest.mark.xfail(strict=True, reason="README.md lacks `ddb2es template check|show` lines")
 def test_every_command_is_in_the_readme() -> None:
-    for name, _ in all_commands():
-        words = name.split()
-        if len(words) == 1:
-            assert f"ddb2es {name}" in README, f"README does not mention `ddb2es {name}`"
-        else:
-            group, sub = words
-            assert f"ddb2es {group}" in README and sub in README, f"`{name}` not in README"
+    """Each visible command, `ddb2es <group> <subcommand>` word for word (a README that only
+    says `template apply|check|show` does not tell a reader how to type `template check`)."""
+    missing = [
+        f"ddb2es {name}"
+        for name, command in all_commands()
+        if not command.hidden and f"ddb2es {name}" not in README
+    ]
+    assert missing == [], f"README does not mention {missing}"
 
 
 def test_usage_errors_exit_2_with_one_line() -> None:

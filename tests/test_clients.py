@@ -22,7 +22,6 @@ import opensearchpy
 import pytest
 from click.testing import CliRunner
 
-from ddb2es_cli import local
 from ddb2es_cli.cli import cli
 from ddb2es_cli.clients import (
     LOCAL_REGION,
@@ -43,6 +42,7 @@ from ddb2es_cli.config import (
 )
 from ddb2es_cli.errors import ConfigError, ConnectionFailed
 from tests.conftest import Stack
+from tests.servers import free_port
 
 SECRET = "s3cr3t-Pa55"
 # Fragments too: a leak cut by line wrapping or quoting would still show one of them.
@@ -53,7 +53,7 @@ pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def closed_url() -> str:
-    return f"http://127.0.0.1:{local.free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -326,7 +326,7 @@ def _secret_cases(port: int) -> list[list[str]]:
 
 def _target_port(target: str, request: pytest.FixtureRequest) -> int:
     if target == "closed":
-        return local.free_port()
+        return free_port()
     url: str = request.getfixturevalue(f"{target}_url")
     port = urlsplit(url).port
     assert port is not None

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from ddb2es_cli import local
 from ddb2es_cli.cli import cli
 from ddb2es_cli.config import (
     SearchSettings,
@@ -26,12 +25,13 @@ from ddb2es_cli.config import (
 from ddb2es_cli.errors import ConfigError, ExitStatus
 from ddb2es_cli.transform import DEFAULT_OVERLAP_MS
 from tests.conftest import Stack
+from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def closed_url() -> str:
-    return f"http://127.0.0.1:{local.free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def write(path: Path, text: str) -> Path:

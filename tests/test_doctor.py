@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner, Result
 from elasticsearch import Elasticsearch
 
-from ddb2es_cli import local
 from ddb2es_cli.cli import cli
 from ddb2es_cli.clients import detect_engine
 from ddb2es_cli.config import DynamoSettings, SearchSettings, Settings
@@ -19,12 +18,13 @@ from ddb2es_cli.doctor import run_doctor
 from ddb2es_cli.errors import ExitStatus
 from ddb2es_cli.template import apply_template, template_spec
 from tests.conftest import Stack
+from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def closed_url() -> str:
-    return f"http://127.0.0.1:{local.free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def doctor(stack: Stack, *args: str, env: dict[str, str] | None = None) -> Result:

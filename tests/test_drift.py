@@ -15,9 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from ddb2es_cli.drift import run_drift
-from ddb2es_cli.drift_compare import canonical, differing_fields, number_text
-from ddb2es_cli.drift_report import DriftOptions, DriftReport
+from ddb2es_cli.drift import DriftOptions, DriftReport, run_drift
+from ddb2es_cli.drift.compare import canonical, differing_fields, number_text
 from ddb2es_cli.errors import ConfigError, ExitStatus
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
 from ddb2es_cli.transform import TableShape, to_document

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from ddb2es_cli.cli import cli
 from ddb2es_cli.clients import make_dynamodb_client
 from ddb2es_cli.config import DynamoSettings, Settings, load_settings
-from ddb2es_cli.drift import run_drift
-from ddb2es_cli.drift_report import DriftOptions
+from ddb2es_cli.drift import DriftOptions, run_drift
 from ddb2es_cli.errors import ExitStatus
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
 from ddb2es_cli.stream_runner import StreamOptions, run_stream

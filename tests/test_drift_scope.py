@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from ddb2es_cli.cli import cli
 from ddb2es_cli.config import TableSettings
 from ddb2es_cli.doctor import run_doctor
-from ddb2es_cli.drift import run_drift
-from ddb2es_cli.drift_report import DriftOptions, DriftReport
+from ddb2es_cli.drift import DriftOptions, DriftReport, run_drift
 from ddb2es_cli.errors import ExitStatus
 from ddb2es_cli.ownership import create_owned_index, deployment_name
 from ddb2es_cli.reindex import ReindexOptions, run_reindex
@@ -211,7 +210,7 @@ def test_count_only_drift_remains_after_a_repair(stack: Stack, tmp_path: Path) -
 
 
 def test_key_collisions_are_pairs_with_the_same_keys_and_an_index_in_common() -> None:
-    from ddb2es_cli.config import key_collisions
+    from ddb2es_cli.collisions import key_collisions
 
     a = TableSettings("a")
     b = TableSettings("b")

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from ddb2es_cli.cli import cli
 from tests.conftest import Stack, wait_for
 from tests.faults import FaultProxy
+from tests.servers import free_port, start_elasticsearch
 from tests.test_reindex import sample_items
 
 
@@ -93,8 +94,8 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
     from ddb2es_cli import local
     from tests.conftest import _stack
 
-    port = local.free_port()
-    server = local.start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
+    port = free_port()
+    server = start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
     stacks = _stack(dynamodb_url, server.url)
     stack = next(stacks)
     try:
@@ -124,7 +125,7 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
         )
         assert worker.is_alive(), "the run ended before the restart"
         local.stop(server)
-        server = local.start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
+        server = start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
         worker.join(timeout=180)
         assert outcome.get("code") == 0
         assert drift_full(stack, config, table) == 0

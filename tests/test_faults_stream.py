@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from ddb2es_cli import local
 from ddb2es_cli.cli import cli
 from tests.conftest import Stack, _stack, wait_for
+from tests.servers import free_port, start_elasticsearch
 
 
 def random_writes(stack: Stack, table: str, rng: random.Random, count: int) -> None:
@@ -114,8 +115,8 @@ def test_stream_runner_killed_at_random_moments_resumes_exactly(
 
 @pytest.fixture
 def own_noida(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    server = {"port": local.free_port(), "dir": tmp_path / "noida-data"}
-    server["proc"] = local.start_elasticsearch(server["port"], tmp_path, server["dir"])
+    server = {"port": free_port(), "dir": tmp_path / "noida-data"}
+    server["proc"] = start_elasticsearch(server["port"], tmp_path, server["dir"])
     try:
         yield server
     finally:
@@ -137,7 +138,7 @@ def test_stream_runner_waits_out_a_search_server_restart(
         wait_for(lambda: runner.checkpoint_stamp() != 0, "a first checkpoint")
         local.stop(own_noida["proc"])
         random_writes(stack, table, rng, 100)  # while the cluster is away
-        own_noida["proc"] = local.start_elasticsearch(own_noida["port"], tmp_path, own_noida["dir"])
+        own_noida["proc"] = start_elasticsearch(own_noida["port"], tmp_path, own_noida["dir"])
         random_writes(stack, table, rng, 50)
         proc.send_signal(signal.SIGTERM)  # the follower stops where it is ...
         assert proc.wait(timeout=60) == 130, proc.communicate()
@@ -151,7 +152,7 @@ def test_stream_runner_waits_out_a_dynamodb_local_restart(
     opensearch_url: str, tmp_path: Path
 ) -> None:
     """DynamoDB Local with -dbPath keeps tables and streams across a restart."""
-    port = local.free_port()
+    port = free_port()
     db_dir = tmp_path / "ddb-data"
     db_dir.mkdir()
     ddb = local.start_dynamodb(port, tmp_path, db_path=db_dir)

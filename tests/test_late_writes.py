@@ -1,5 +1,5 @@
-"""Late snapshot writes (SPEC section 1): a scan page's write that could not be sent for longer
-than a delete's tombstone lives must be re-read, never resurrect the deleted item."""
+"""Late snapshot writes (docs/spec.md, "Late writes"): a scan page's write that could not be sent
+for longer than a delete's tombstone lives must be re-read, never resurrect the deleted item."""
 
 from __future__ import annotations
 
@@ -105,8 +105,7 @@ def test_a_repair_write_held_past_the_tombstone_is_not_sent(
     """A repair reads the item, then the cluster holds its write back; meanwhile the item is
     deleted (and the delete applied). Sent after the tombstone expired, the write would bring the
     item back: it is not sent, and the run reports drift remaining (the next run reads again)."""
-    from ddb2es_cli.drift import run_drift
-    from ddb2es_cli.drift_report import DriftOptions
+    from ddb2es_cli.drift import DriftOptions, run_drift
     from ddb2es_cli.sink import BulkWriter, delete_action
     from ddb2es_cli.transform import stream_version
     from tests.test_drift import key_of, load, make_item

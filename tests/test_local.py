@@ -17,8 +17,9 @@ from typing import Any
 import boto3
 import pytest
 
-from ddb2es_cli import local
+from ddb2es_cli import local, local_dynamodb, local_health
 from ddb2es_cli.errors import LocalStackError
+from tests.servers import free_port, start_elasticsearch
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def _dynamodb(endpoint: str) -> Any:
 
 
 def test_up_from_a_process_that_exits_then_status_reuse_and_down(state_dir: Path) -> None:
-    dynamodb_port, es_port = local.free_port(), local.free_port()
+    dynamodb_port, es_port = free_port(), free_port()
     # `ddb2es local up` exits after starting the servers: they must outlive it.
     script = (
         "import sys; from pathlib import Path; from ddb2es_cli import local; "
@@ -85,7 +86,7 @@ def test_up_from_a_process_that_exits_then_status_reuse_and_down(state_dir: Path
     assert root["version"]["distribution"] == "opensearch"
 
     # Running servers are reused, whatever ports are asked for this time.
-    again = local.up(state_dir, dynamodb_port=local.free_port(), es_port=local.free_port())
+    again = local.up(state_dir, dynamodb_port=free_port(), es_port=free_port())
     assert again == local.LocalStack(
         dynamodb_endpoint=f"http://127.0.0.1:{dynamodb_port}",
         es_url=f"http://127.0.0.1:{es_port}",
@@ -117,7 +118,7 @@ def test_up_refuses_a_port_in_use(state_dir: Path, which: str) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        ports = {"dynamodb_port": local.free_port(), "es_port": local.free_port(), which: taken}
+        ports = {"dynamodb_port": free_port(), "es_port": free_port(), which: taken}
         with pytest.raises(LocalStackError, match=f"port {taken} is already in use"):
             local.up(state_dir, **ports)
     # Checked before anything starts: no half-started stack is left behind.
@@ -131,7 +132,7 @@ def test_up_without_java_says_so(
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(LocalStackError, match="java not found"):
-        local.up(state_dir, dynamodb_port=local.free_port(), es_port=local.free_port())
+        local.up(state_dir, dynamodb_port=free_port(), es_port=free_port())
 
 
 def test_fetch_without_npm_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +172,7 @@ def test_fetch_is_atomic_under_concurrency(tmp_path: Path) -> None:
 def test_fetch_refuses_a_tarball_with_another_checksum(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "DYNAMODB_LOCAL_TARBALL_SHA256", "0" * 64)
+    monkeypatch.setattr(local_dynamodb, "DYNAMODB_LOCAL_TARBALL_SHA256", "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(LocalStackError, match="does not match the expected 0000"):
         local.ensure_dynamodb_local(cache)
@@ -180,7 +181,7 @@ def test_fetch_refuses_a_tarball_with_another_checksum(
 
 def test_dynamodb_on_disk_keeps_tables_across_restarts(tmp_path: Path) -> None:
     db = tmp_path / "db"
-    first = local.start_dynamodb(local.free_port(), tmp_path / "state", db_path=db)
+    first = local.start_dynamodb(free_port(), tmp_path / "state", db_path=db)
     try:
         _dynamodb(first.url).create_table(
             TableName="kept",
@@ -191,7 +192,7 @@ def test_dynamodb_on_disk_keeps_tables_across_restarts(tmp_path: Path) -> None:
     finally:
         local.stop(first)
     assert _gone(first.pid)
-    second = local.start_dynamodb(local.free_port(), tmp_path / "state", db_path=db)
+    second = local.start_dynamodb(free_port(), tmp_path / "state", db_path=db)
     try:
         assert _dynamodb(second.url).list_tables()["TableNames"] == ["kept"]
     finally:
@@ -199,7 +200,7 @@ def test_dynamodb_on_disk_keeps_tables_across_restarts(tmp_path: Path) -> None:
 
 
 def test_start_elasticsearch_answers_as_elasticsearch_8(tmp_path: Path) -> None:
-    proc = local.start_elasticsearch(local.free_port(), tmp_path / "state", tmp_path / "data")
+    proc = start_elasticsearch(free_port(), tmp_path / "state", tmp_path / "data")
     try:
         root = _get_json(proc.url + "/")
         assert root["version"]["number"].startswith("8.")
@@ -217,7 +218,7 @@ def test_a_server_that_dies_while_starting_reports_its_log(tmp_path: Path) -> No
         LocalStackError,
         match=r"exited with code 3 while starting: first line \| bind: address already in use",
     ):
-        local._spawn("fake", argv, local.free_port(), tmp_path, local._root_answers_json)
+        local._spawn("fake", argv, free_port(), tmp_path, local_health.root_answers_json)
 
 
 def test_a_fatal_log_line_fails_fast_and_kills_the_server(tmp_path: Path) -> None:
@@ -227,9 +228,9 @@ def test_a_fatal_log_line_fails_fast_and_kills_the_server(tmp_path: Path) -> Non
         local._spawn(
             "fake",
             ["sh", "-c", script],
-            local.free_port(),
+            free_port(),
             tmp_path,
-            local._root_answers_json,
+            local_health.root_answers_json,
             'in thread "main"',
         )
     assert _gone(int((tmp_path / "pid").read_text()))

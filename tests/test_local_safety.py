@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from ddb2es_cli import local, seed
 from ddb2es_cli.cli import cli
 from ddb2es_cli.errors import ExitStatus, LocalStackError
+from tests.servers import free_port
 
 CREDS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1"}
 
@@ -153,7 +154,7 @@ def test_port_clash_names_the_make_variables(tmp_path: Path) -> None:
         holder.listen()
         taken = holder.getsockname()[1]
         with pytest.raises(LocalStackError, match=r"DEMO_DYNAMODB_PORT=.*DEMO_ES_PORT="):
-            local.up(tmp_path, dynamodb_port=taken, es_port=local.free_port())
+            local.up(tmp_path, dynamodb_port=taken, es_port=free_port())
 
 
 def _listen_addresses(port: int) -> set[str]:
@@ -195,7 +196,7 @@ def test_without_javac_dynamodb_local_still_starts_and_says_it_listens_everywher
     bin_dir.mkdir()
     (bin_dir / "java").symlink_to(java)  # java without javac
     monkeypatch.setenv("PATH", str(bin_dir))
-    proc = local.start_dynamodb(local.free_port(), tmp_path / "state", cache_dir=cache)
+    proc = local.start_dynamodb(free_port(), tmp_path / "state", cache_dir=cache)
     try:
         assert "listens on every interface" in caplog.text
         assert _client(proc.url).list_tables()["TableNames"] == []

@@ -16,6 +16,7 @@ import pytest
 
 from ddb2es_cli import local, seed
 from ddb2es_cli.errors import LocalStackError
+from tests.servers import free_port
 
 ALL_TYPES = {"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"}
 LONG = 2**63
@@ -23,7 +24,7 @@ LONG = 2**63
 
 @pytest.fixture(scope="module")
 def ddb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    proc = local.start_dynamodb(local.free_port(), tmp_path_factory.mktemp("seed-dynamodb"))
+    proc = local.start_dynamodb(free_port(), tmp_path_factory.mktemp("seed-dynamodb"))
     try:
         yield boto3.client(
             "dynamodb",

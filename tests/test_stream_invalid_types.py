@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 import pytest
 
-from ddb2es_cli import local
 from ddb2es_cli.stream import (
     StreamConfig,
     apply_batch,
@@ -25,6 +24,7 @@ from ddb2es_cli.stream import (
 )
 from ddb2es_cli.transform import TableShape, TransformError, invalid_index_reason, to_document
 from tests.conftest import Stack
+from tests.servers import free_port
 from tests.test_stream import ID, KEY, config, item, record, run_once, source
 
 # --- the one index-name check -------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_runner_follows_type_changes_through_invalid_values(
 def moto_url() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    port = local.free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import random
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -20,15 +21,20 @@ from ddb2es_cli.transform import (
     TransformError,
     canonical_number,
     document_id,
+    encode_value,
     index_name,
     key_from_id,
     scan_version,
     stream_version,
     to_document,
-    to_python,
 )
 
 SHAPE = TableShape(hash_key="pk", range_key="sk")
+
+
+def to_python(value: Mapping[str, Any]) -> Any:
+    """One attribute value as plain Python (numbers as Decimal), to compare documents with."""
+    return json.loads(encode_value(value), parse_float=Decimal, parse_int=Decimal)
 
 
 def doc(item: dict[str, Any], shape: TableShape = SHAPE) -> dict[str, Any]:

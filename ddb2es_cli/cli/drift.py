@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -27,6 +27,9 @@ from ddb2es_cli.cli.common import (
     tables_argument,
 )
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from ddb2es_cli.drift.options import CountMode
 
 
 @click.command()
@@ -93,7 +96,7 @@ def drift(
     sample: int,
     orphans: int | None,
     seed: int | None,
-    counts: str,
+    counts: CountMode,  # click.Choice checks it
     full: bool,
     refresh: bool,
     tolerance: int,
@@ -125,9 +128,8 @@ def drift(
       ddb2es drift --all --full --repair --yes --report drift.json
       ddb2es --json drift orders-service --counts estimate --seed 42
     """
-    from ddb2es_cli.drift import run_drift
-    from ddb2es_cli.drift_report import DriftOptions
-    from ddb2es_cli.reindex import default_segments
+    from ddb2es_cli.drift import DriftOptions, run_drift
+    from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)

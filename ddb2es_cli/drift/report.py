@@ -1,87 +1,39 @@
-"""Drift options and the report: what each check found per table and index, what repair did."""
+"""The drift report: what each check found per table and index, and what the repair did."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ddb2es_cli.errors import ConfigError, Ddb2esError, ExitStatus
-from ddb2es_cli.reindex import default_segments
+from ddb2es_cli.drift.options import CountMode, DriftOptions
+from ddb2es_cli.errors import ExitStatus
 
-COUNT_MODES = ("exact", "estimate")
-MAX_SEGMENTS = 1_000_000  # DynamoDB's limit for TotalSegments
-ITEMS_PER_SEGMENT = 8  # how finely the estimate cuts the table for sampling
-PILOT_SEGMENTS = 16
-BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
-MGET_DOCS = 500
-SCROLL_SIZE = 1000
-MAX_RESULT_WINDOW = 10_000  # the engines' default limit for one search page
-REPAIR_BATCH = 100
-
-
-class DriftError(Ddb2esError):
-    """The check could not be completed (the search cluster refused a request, ...)."""
-
-
-@dataclass
-class DriftOptions:
-    sample: int = 1000
-    orphans: int | None = None  # per index; None: the sample size
-    seed: int | None = None  # None: a random seed, reported so that the run can be repeated
-    counts: str = "exact"  # "exact" | "estimate"
-    full: bool = False
-    refresh: bool = False
-    tolerance: int = 0
-    repair: bool = False
-    dry_run: bool = False  # plan the repair, write nothing
-    segments: int = field(default_factory=default_segments)
-    max_rcu: float | None = None
-    examples: int = 5  # example findings kept per index and kind
-    buckets: int = 256  # full comparison: spill files per side
-    work_dir: Path | None = None  # full comparison: where spill files go (default: temp dir)
-    listed_steps: int = 200  # repair steps kept in the report (all are counted)
-    failures_path: Path | None = Path("ddb2es-drift-failures.ndjson")  # writes that failed
-    fast_decode: bool = True
-
-    @property
-    def orphan_sample(self) -> int:
-        return self.sample if self.orphans is None else self.orphans
-
-    @property
-    def repairing(self) -> bool:
-        return self.repair or self.dry_run
-
-    def validate(self) -> None:
-        if self.counts not in COUNT_MODES:
-            raise ConfigError(f"--counts must be one of {', '.join(COUNT_MODES)}")
-        if self.sample < 0 or self.orphan_sample < 0:
-            raise ConfigError("--sample and --orphans must be 0 or more")
-        if self.tolerance < 0:
-            raise ConfigError("--tolerance must be 0 or more")
-        if self.segments < 1:
-            raise ConfigError("--segments must be at least 1")
-        if not 1 <= self.buckets <= 65536:
-            raise ConfigError("buckets must be between 1 and 65536")
-        if self.full and self.counts == "estimate":
-            raise ConfigError("--full counts every item exactly; drop --counts estimate")
-        if self.counts == "estimate" and not self.full and self.sample < 1:
-            raise ConfigError("--counts estimate needs a sample: it finds the table's indices")
-
-
-# --- report ----------------------------------------------------------------------------------
+FindingKind = Literal["missing", "different", "orphan"]
+# Why an orphan should not be where it is.
+OrphanReason = Literal["", "item_gone", "type_changed", "invalid_index_name", "id_not_canonical"]
+SampleMethod = Literal["none", "key-scan", "segments", "full"]
+RepairAction = Literal["index", "delete"]
+RepairOutcome = Literal[
+    "planned",
+    "indexed",
+    "deleted",
+    "newer_write_in_flight",
+    "already_gone",
+    "held_too_long",
+    "failed",
+]
 
 
 @dataclass(frozen=True)
 class Finding:
     """One document that is not what the table says: `missing`, `different` or `orphan`."""
 
-    kind: str
+    kind: FindingKind
     table: str
     index: str
     id: str
     key_json: str
-    reason: str = ""  # orphans: item_gone | type_changed | invalid_index_name | id_not_canonical
+    reason: str = ""  # orphans: an OrphanReason (or the transform's reason for refusing the item)
     fields: tuple[str, ...] = ()  # `different`: the fields that differ (dotted paths)
 
     def as_dict(self) -> dict[str, Any]:
@@ -201,13 +153,13 @@ class TableReport:
     table: str
     hash_key: str
     range_key: str | None
-    counts_mode: str
+    counts_mode: CountMode
     items: int = 0  # exact count, or the estimate (see items_estimated)
     items_estimated: bool = False
     invalid_index_items: int = 0  # items whose type is not a valid index name (never indexed)
     invalid_index_types: dict[str, int] = field(default_factory=dict)
     untransformable: int = 0  # items the transform refused for another reason
-    sample_method: str = "none"  # key-scan | segments | full | none
+    sample_method: SampleMethod = "none"
     sample_requested: int = 0
     sample_drawn: int = 0
     sample_checked: int = 0
@@ -294,7 +246,7 @@ def _plural(kind: str) -> str:
 class RepairStep:
     """One change of a repair plan: `index` a fresh document, or `delete` a stale one."""
 
-    action: str
+    action: RepairAction
     table: str
     index: str
     id: str
@@ -303,8 +255,7 @@ class RepairStep:
     reason: str
     source: str | None = None  # the document (index steps)
     read_ms: int | None = None  # when the consistent read behind it started (index steps)
-    # indexed | deleted | newer_write_in_flight | already_gone | held_too_long | failed
-    outcome: str = "planned"
+    outcome: RepairOutcome = "planned"
     error: str | None = None
     verified: bool | None = None
 

@@ -8,13 +8,18 @@ adoption) can be swapped in at one place.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from ddb2es_cli.drift.context import DriftRun
+from ddb2es_cli.drift.tables import DriftTable
 from ddb2es_cli.ownership import GENERATION_RE, OWNED, REBUILD_SUFFIX, status_of_meta
 from ddb2es_cli.search_json import SearchJson
 from ddb2es_cli.transform import invalid_index_reason
+
+log = logging.getLogger("ddb2es.drift")
 
 
 def is_owned(mapping: Mapping[str, Any], deployment: str) -> bool:
@@ -61,3 +66,33 @@ def documents_with_keys(search: SearchJson, index: str, key_sets: Sequence[Seque
     body = {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
     status, answer = search.request("POST", f"/{quote(index, safe='')}/_count", body, allow=(404,))
     return 0 if status == 404 else int(answer["count"])
+
+
+def index_owners(run: DriftRun) -> dict[str, list[DriftTable]]:
+    """Every index of the run and the tables that feed it: the default index, the indices
+    the items map to, and every owned index under the table's prefix that still holds
+    documents with the table's key attributes (a retired or renamed type)."""
+    owners: dict[str, list[DriftTable]] = {}
+    for table in run.tables:
+        default = table.default_index
+        if default is not None:
+            table.report.index(default)
+        discover(run, table)
+        for name in table.report.indices:
+            owners.setdefault(name, []).append(table)
+    run.index_owners = owners
+    return owners
+
+
+def discover(run: DriftRun, table: DriftTable) -> None:
+    """Add the owned live indices under the table's prefix that hold its documents."""
+    prefix = table.shape.index_prefix.lower()
+    if prefix not in run.live:
+        run.live[prefix] = live_indices(run.search, prefix, run.settings.deployment_name)
+    for name in run.live[prefix]:
+        if name in table.report.indices:
+            continue
+        if documents_with_keys(run.search, name, [table.shape.key_names]):
+            report = table.report.index(name)
+            report.discovered = True
+            log.info("drift: %s: %s holds documents of the table", table.name, name)

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ddb2es_cli.config import Settings
-from ddb2es_cli.drift_compare import differing_fields, parse_document
-from ddb2es_cli.drift_report import REPAIR_BATCH, DriftOptions, Finding, RepairResult, RepairStep
-from ddb2es_cli.drift_tables import DriftTable, batch_get
+from ddb2es_cli.drift.compare import differing_fields, parse_document
+from ddb2es_cli.drift.options import DriftOptions
+from ddb2es_cli.drift.report import Finding, RepairResult, RepairStep
+from ddb2es_cli.drift.tables import DriftTable, batch_get
 from ddb2es_cli.search_json import SearchJson
 from ddb2es_cli.sink import (
     Action,
@@ -28,6 +29,8 @@ from ddb2es_cli.sink import (
 from ddb2es_cli.transform import Document, TransformError, repair_version, to_document
 
 log = logging.getLogger("ddb2es.drift")
+
+REPAIR_BATCH = 100  # drifted keys re-read and rewritten together
 
 
 class RepairContext(Protocol):
@@ -48,7 +51,7 @@ class RepairContext(Protocol):
 
 
 class _LateRepairs:
-    """A repair write is a snapshot write too (SPEC section 1, late writes): one the cluster held
+    """A repair write is a snapshot write too (docs/spec.md, "Late writes"): one the cluster held
     back past half its index's `index.gc_deletes` could land after a newer delete's tombstone
     expired, so it is not sent; it stays drift, and the next drift run reads the item again."""
 
@@ -131,7 +134,7 @@ class Repairer:
                 self.run.ddb, table, list(keys.values()), consistent=True, phase="repair"
             )
         }
-        # A consistent read: a short margin, not the scan pages' long overlap (SPEC section 1).
+        # A consistent read: a short margin, not the scan pages' long overlap (docs/spec.md).
         margin = self.run.settings.repair_margin
         wanted: dict[str, tuple[Document | None, str, int, int]] = {}
         pairs: set[tuple[str, str]] = set()

@@ -1,10 +1,7 @@
-"""The DynamoDB side of drift: a table's keys in both spellings, batched consistent reads, and
-the bottom-k sample."""
+"""The DynamoDB side of drift: a table's keys in both spellings and batched consistent reads."""
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 import json
 import random
 import time
@@ -14,9 +11,12 @@ from decimal import Decimal
 from typing import Any
 
 from ddb2es_cli.config import TableSettings
-from ddb2es_cli.drift_report import BATCH_GET_KEYS, DriftOptions, TableReport
+from ddb2es_cli.drift.options import CountMode, DriftOptions
+from ddb2es_cli.drift.report import TableReport
 from ddb2es_cli.source import Key, TableInfo, describe_table, key_for_request
 from ddb2es_cli.transform import TableShape, invalid_index_reason, key_json
+
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 
 
 @dataclass
@@ -58,13 +58,15 @@ class DriftTable:
 
 
 def open_table(ddb: Any, table: TableSettings, options: DriftOptions) -> DriftTable:
+    """Describe the table (keys, item count) and start its report."""
     info = describe_table(ddb, table.name)
-    counts = "exact" if options.full else options.counts
+    counts: CountMode = "exact" if options.full else options.counts
     report = TableReport(info.name, info.hash_key, info.range_key, counts)
     return DriftTable(table, info, table.shape(info.hash_key, info.range_key), report)
 
 
 def key_projection(shape: TableShape) -> tuple[str, dict[str, str]]:
+    """A ProjectionExpression for the key and type attributes (names as placeholders)."""
     names: dict[str, str] = {}
     for attribute in (*shape.key_names, shape.type_attribute):
         if attribute not in names.values():
@@ -112,26 +114,3 @@ def batch_get(
             if pending:
                 attempt += 1
                 time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
-
-
-class BottomK:
-    """The `size` keys with the smallest seeded hash: a uniform random sample of everything
-    offered, the same whatever order it is offered in."""
-
-    def __init__(self, size: int, salt: str) -> None:
-        self.size = size
-        self.salt = salt.encode()
-        self._heap: list[tuple[int, str, Any]] = []
-
-    def offer(self, key_text: str, payload: Any) -> None:
-        if self.size <= 0:
-            return
-        digest = hashlib.sha256(self.salt + key_text.encode()).digest()
-        rank = int.from_bytes(digest[:8], "big")
-        if len(self._heap) < self.size:
-            heapq.heappush(self._heap, (-rank, key_text, payload))
-        elif rank < -self._heap[0][0]:
-            heapq.heapreplace(self._heap, (-rank, key_text, payload))
-
-    def payloads(self) -> list[Any]:
-        return [payload for _, _, payload in sorted(self._heap, key=lambda e: (-e[0], e[1]))]
