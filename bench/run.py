@@ -50,8 +50,9 @@ from ddb2es_cli.local import (
     start_search,
     stop,
 )
-from ddb2es_cli.reindex import ReindexOptions, default_segments
+from ddb2es_cli.reindex import ReindexOptions
 from ddb2es_cli.seed import seed
+from ddb2es_cli.segments import default_segments
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
     Action,

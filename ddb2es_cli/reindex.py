@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT, Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
 from ddb2es_cli.ownership import create_owned_index, is_owned
+from ddb2es_cli.segments import default_segments
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
     DEFAULT_GC_DELETES_MS,
@@ -62,10 +62,6 @@ from ddb2es_cli.transform import (
 )
 
 log = logging.getLogger("ddb2es.reindex")
-
-
-def default_segments() -> int:
-    return max(4, 4 * (os.cpu_count() or 1))
 
 
 @dataclass

@@ -40,9 +40,9 @@ from ddb2es_cli.reindex import (
     _as_run_error,
     _PageAck,
     _Run,
-    default_segments,
     plan_reindex,
 )
+from ddb2es_cli.segments import default_segments
 from ddb2es_cli.sink import BulkWriter, apply_index_settings
 from ddb2es_cli.source import (
     CapacityLimiter,

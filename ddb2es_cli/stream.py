@@ -49,9 +49,9 @@ LAMBDA_MODULES = (
     "checkpoint.py",
     "redaction.py",
     "config.py",
-    "config_checks.py",  # config.py's value checks (branch house)
-    "config_auth.py",  # config.py's search credentials (branch house)
-    "collisions.py",  # re-exported by config.py (branch house)
+    "config_checks.py",  # config.py's value checks
+    "config_auth.py",  # config.py's search credentials
+    "collisions.py",  # re-exported by config.py
     "transform.py",
     "clients.py",
     "ownership.py",

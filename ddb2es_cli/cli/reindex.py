@@ -149,12 +149,8 @@ def reindex(
       ddb2es reindex --state-table ddb2es-state --join r20261127t205800-1a2b3c
     """
     from ddb2es_cli.clients import make_dynamodb_client
-    from ddb2es_cli.reindex import (
-        ReindexOptions,
-        default_segments,
-        plan_reindex,
-        run_reindex,
-    )
+    from ddb2es_cli.reindex import ReindexOptions, plan_reindex, run_reindex
+    from ddb2es_cli.segments import default_segments
     from ddb2es_cli.sink import BulkOptions
 
     app = app_of(ctx, json_output, quiet)

@@ -160,8 +160,9 @@ def run(
       ddb2es reload orders-service --state-table ddb2es-state --processes 4 --yes
     """
     from ddb2es_cli.clients import make_dynamodb_client, make_search_client
-    from ddb2es_cli.reindex import ReindexOptions, default_segments
+    from ddb2es_cli.reindex import ReindexOptions
     from ddb2es_cli.reload import ReloadOptions, plan_reload, run_reload
+    from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)
@@ -299,8 +300,8 @@ def rollback_command(
       ddb2es --config ddb2es.toml reload rollback --all --yes
     """
     from ddb2es_cli.clients import make_dynamodb_client, make_search_client
-    from ddb2es_cli.reindex import default_segments
     from ddb2es_cli.reload import plan_rollback, rollback
+    from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)
