@@ -157,6 +157,7 @@ class Settings:
     source: str | None = None  # the config file read, if any
     # Whose indices these are on a shared cluster (see ownership.py); None: from index_prefix.
     deployment: str | None = None
+    s3_endpoint: str | None = None  # [s3] endpoint: S3-compatible stores and tests (exports)
 
     @property
     def deployment_name(self) -> str:
@@ -315,6 +316,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "template": {"name": _name, "replicas": _count, "priority": _count, "numbers_as_double": _flag},
     "tables": TABLE_KEYS,  # an array of tables: [[tables]]
+    "s3": {"endpoint": url_problem},
 }
 ARRAY_SECTIONS = {"tables"}
 SECRET_KEYS = {"password", "api_key"}  # never quoted in an error
@@ -431,6 +433,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         template=_template_settings(_section(data, "template")),
         source=source,
         deployment=_deployment(defaults),
+        s3_endpoint=_section(data, "s3").get("endpoint") or None,
         **global_defaults,
     )
 
