@@ -20,7 +20,9 @@ from click.testing import CliRunner, Result
 
 from ddb2es_cli.checkpoint import RunState
 from ddb2es_cli.cli import cli
-from ddb2es_cli.export.incremental import stream_record
+from ddb2es_cli.export.incremental import apply_exports, stream_record
+from ddb2es_cli.export.location import ByteLimiter, ExportError, open_location
+from ddb2es_cli.export.manifest import load_export
 from ddb2es_cli.export.rebuild import export_source
 from ddb2es_cli.reindex import run_reindex
 from ddb2es_cli.stream import StreamConfig, StreamResult, apply_batch, plan_batch
@@ -36,6 +38,7 @@ from tests.export_fixtures import (
     write_full_export,
     write_incremental_export,
 )
+from tests.faults import ClientWrapper
 from tests.test_reindex import options, sample_items, wait_for_a_checkpoint
 
 HOUR_MS = 3_600_000
@@ -455,3 +458,55 @@ def test_export_start_against_dynamodb_local_is_one_line(stack: Stack, tmp_path:
     result = run_cli(stack, tmp_path, table, "export", "start", table, "--s3-bucket", "b")
     assert result.exit_code == 2
     assert "does not support exports" in error_line(result)
+
+
+class FailsBulkCall(ClientWrapper):
+    """The real client, except that bulk calls from number `n` on raise as a lost connection
+    does (the handler's writer retries for some seconds, then gives the records up)."""
+
+    def __init__(self, client: Any, n: int) -> None:
+        super().__init__(client)
+        self.n, self.calls = n, 0
+
+    def bulk(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls >= self.n:
+            raise ConnectionError("connection lost (test)")
+        return self._client.bulk(*args, **kwargs)
+
+
+def test_apply_export_continues_where_a_failed_run_stopped(stack: Stack, tmp_path: Path) -> None:
+    table = stack.create_table("applyresume")
+    t0 = now_ms() - 3 * HOUR_MS
+    items = sample_items(50, types=("Order",))
+    lines = [change({"pk": i["pk"]}, t0 * 1000 + n, new=i) for n, i in enumerate(items)]
+    export = write_incremental_export(
+        tmp_path / "b", table, [lines[:30], lines[30:]], t0, t0 + HOUR_MS
+    )
+    settings = stack.settings(table)
+    loaded = [load_export(open_location(export.url, lambda: None))]
+    state = tmp_path / "apply.json"
+    broken = FailsBulkCall(stack.es, 4)  # batches of 10: the fourth is lines 31-40 (file 2)
+    with pytest.raises(ExportError, match="progress is saved"):
+        apply_exports(broken, settings, settings.tables[0], loaded, state_path=state, batch_size=10)
+    saved = json.loads(state.read_text())["exports"][export.url]
+    assert saved == {"0": {"line": 30, "done": True}}
+    again = apply_exports(
+        stack.es, settings, settings.tables[0], loaded, state_path=state, batch_size=10
+    )
+    assert again.resumed and again.records == 20 and again.indexed == 20
+    assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)
+    assert not state.exists()
+
+
+def test_the_read_rate_limit_spreads_reads_over_time() -> None:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = ByteLimiter(1_000_000, clock=lambda: now[0], sleep=sleep)
+    for _ in range(10):
+        limiter.wait()
+        limiter.consume(500_000)  # 5 MB at 1 MB/s: about 4 s (the first second is allowed)
+    assert 3.9 <= now[0] <= 4.6

@@ -47,7 +47,9 @@ class ByteLimiter:
                 self._refill()
                 if self._available > 0:
                     return
-                delay = -self._available / self.per_second
+                # A little past the point where the debt is paid: float rounding could
+                # otherwise leave it a hair below zero forever.
+                delay = -self._available / self.per_second + 0.001
             self._sleep(min(delay, 1.0))
 
     def consume(self, size: int) -> None:
