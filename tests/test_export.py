@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from ddb2es_cli.checkpoint import RunState
 from ddb2es_cli.cli import cli
+from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.export.incremental import apply_exports, stream_record
 from ddb2es_cli.export.location import ByteLimiter, ExportError, open_location
 from ddb2es_cli.export.manifest import load_export
@@ -512,3 +513,14 @@ def test_the_read_rate_limit_spreads_reads_over_time() -> None:
     limiter.wait()
     # 5 MB at 1 MB/s with a bucket of one second's bytes: 4 s of waiting.
     assert 3.99 <= now[0] <= 4.05
+
+
+def test_the_s3_endpoint_comes_from_the_config_file(tmp_path: Path) -> None:
+    from ddb2es_cli.config import load_settings
+
+    path = tmp_path / "ddb2es.toml"
+    path.write_text('[s3]\nendpoint = "http://127.0.0.1:9000"\n')
+    assert load_settings(path, {}).s3_endpoint == "http://127.0.0.1:9000"
+    path.write_text('[s3]\nendpont = "http://127.0.0.1:9000"\n')
+    with pytest.raises(ConfigError, match="endpoint"):
+        load_settings(path, {})
