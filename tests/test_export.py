@@ -524,3 +524,65 @@ def test_the_s3_endpoint_comes_from_the_config_file(tmp_path: Path) -> None:
     path.write_text('[s3]\nendpont = "http://127.0.0.1:9000"\n')
     with pytest.raises(ConfigError, match="endpoint"):
         load_settings(path, {})
+
+
+def moto_table(url: str, name: str, pitr: bool) -> None:
+    import boto3
+
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    if pitr:
+        ddb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+
+
+def export_start(url: str, *args: str) -> Result:
+    env = {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": "us-east-1",
+    }
+    return CliRunner().invoke(cli, ["--dynamodb-endpoint", url, "export", "start", *args], env=env)
+
+
+def test_export_start_without_point_in_time_recovery_is_one_line(
+    s3_url: str,  # noqa: F811 (the fixture: moto also answers DynamoDB's export API)
+) -> None:
+    moto_table(s3_url, "no-pitr", pitr=False)
+    result = export_start(s3_url, "no-pitr", "--s3-bucket", "exports", "--s3-prefix", "p")
+    assert result.exit_code == 2
+    assert "point-in-time recovery off" in error_line(result)
+
+
+def test_export_start_waits_for_the_export_and_prints_its_url(
+    s3_url: str,  # noqa: F811 (the fixture)
+) -> None:
+    moto_table(s3_url, "with-pitr", pitr=True)
+    s3_client(s3_url).create_bucket(Bucket="started")
+    result = export_start(
+        s3_url,
+        "with-pitr",
+        "--s3-bucket",
+        "started",
+        "--s3-prefix",
+        "p",
+        "--poll-seconds",
+        "0.1",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    status = json.loads(result.stdout)
+    assert status["status"] == "COMPLETED" and status["url"].startswith("s3://started/")
