@@ -586,3 +586,59 @@ def test_export_start_waits_for_the_export_and_prints_its_url(
     assert result.exit_code == 0, result.output + result.stderr
     status = json.loads(result.stdout)
     assert status["status"] == "COMPLETED" and status["url"].startswith("s3://started/")
+
+
+class BreaksStreams:
+    """The real S3 client, except that the first body of each data file breaks after `after`
+    bytes, as a reset connection does."""
+
+    def __init__(self, client: Any, after: int) -> None:
+        self.client, self.after = client, after
+        self.ranges: list[str] = []
+
+    def get_object(self, **kwargs: Any) -> Any:
+        answer = self.client.get_object(**kwargs)
+        if "Range" in kwargs:
+            self.ranges.append(kwargs["Range"])
+        elif kwargs["Key"].endswith(".json.gz"):
+            answer["Body"] = _Breaking(answer["Body"], self.after)
+        return answer
+
+
+class _Breaking:
+    def __init__(self, body: Any, after: int) -> None:
+        self.body, self.left = body, after
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import ResponseStreamingError
+
+        if self.left <= 0:
+            raise ResponseStreamingError(error=ConnectionResetError("reset by the test"))
+        data: bytes = self.body.read(self.left if size < 0 else min(size, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.body.close()
+
+
+def test_a_connection_reset_mid_file_reads_on_from_the_byte_reached(
+    stack: Stack,
+    tmp_path: Path,
+    s3_url: str,  # noqa: F811 (the fixture)
+) -> None:
+    table = stack.create_table("reset")
+    items = sample_items(400, types=("Order",))
+    export = write_full_export(tmp_path / "bucket", table, [items[:200], items[200:]], now_ms())
+    upload_tree(s3_client(s3_url), "resets", tmp_path / "bucket")
+    broken = BreaksStreams(s3_client(s3_url), after=1000)
+    settings = stack.settings(table)
+    run_options = options(tmp_path)
+    source = export_source(export.s3_url("resets"), table, lambda: broken, workers=2, page_limit=50)
+    run_options.segments = source.segments
+    summary = run_reindex(
+        stack.ddb, stack.es, settings, list(settings.tables), run_options, None, source.pages_from
+    )
+    assert summary.failures == 0
+    assert sorted(broken.ranges) == ["bytes=1000-", "bytes=1000-"]
+    assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)

@@ -68,6 +68,12 @@ class ByteLimiter:
         self._stamp = now
 
 
+class ByteStream(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class Location(Protocol):
     url: str
 
@@ -75,7 +81,7 @@ class Location(Protocol):
         """A small file of the export folder (a manifest), whole."""
         ...
 
-    def open_data(self, key: str) -> IO[bytes]:
+    def open_data(self, key: str) -> ByteStream:
         """A data file (by its `dataFileS3Key`) as a binary stream."""
         ...
 
@@ -125,20 +131,65 @@ class S3Location:
         finally:
             body.close()
 
-    def open_data(self, key: str) -> IO[bytes]:
-        body: IO[bytes] = self._get(key, f"data file {key}")
-        return body
+    def open_data(self, key: str) -> ByteStream:
+        what = f"data file {key}"
+        first = self._get(key, what, whole=True)
+        etag = first.get("ETag")
 
-    def _get(self, key: str, what: str) -> Any:
+        def rest(offset: int) -> Any:
+            # The same object (If-Match), from the byte reached.
+            return self._get(
+                key, what, Range=f"bytes={offset}-", **({"IfMatch": etag} if etag else {})
+            )["Body"]
+
+        return ResumingBody(first["Body"], rest, f"{self.url}: {what}")
+
+    def _get(self, key: str, what: str, whole: bool = False, **extra: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            answer = self.client.get_object(Bucket=self.bucket, Key=key, **extra)
+            return answer if whole or extra else answer["Body"]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "error")
             raise ExportError(f"{self.url}: cannot read {what}: {code}") from None
         except BotoCoreError as exc:
             raise ExportError(f"{self.url}: cannot read {what}: {type(exc).__name__}") from None
+
+
+class ResumingBody:
+    """An S3 object's bytes as one stream: a read that fails half-way (connection reset,
+    timeout, short body) asks again from the byte reached, so a long file survives a network
+    hiccup without starting over (and its MD5 still covers every byte once)."""
+
+    ATTEMPTS = 5
+
+    def __init__(self, body: Any, rest: Callable[[int], Any], where: str) -> None:
+        self.body, self.rest, self.where = body, rest, where
+        self.offset = 0
+        self.failures = 0
+
+    def read(self, size: int = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        while True:
+            try:
+                data: bytes = self.body.read(size)
+            except (BotoCoreError, OSError) as exc:
+                self.failures += 1
+                if self.failures > self.ATTEMPTS:
+                    raise ExportError(
+                        f"{self.where}: reading failed {self.failures} times, last at byte "
+                        f"{self.offset}: {type(exc).__name__}"
+                    ) from None
+                self.body.close()
+                self.body = self.rest(self.offset)
+                continue
+            self.offset += len(data)
+            return data
+
+    def close(self) -> None:
+        self.body.close()
 
 
 def open_location(url: str, s3_client: Callable[[], Any]) -> Location:
@@ -160,7 +211,9 @@ def open_location(url: str, s3_client: Callable[[], Any]) -> Location:
 class CountingReader:
     """A binary stream that feeds every byte it reads to `seen` and to the read-rate limit."""
 
-    def __init__(self, raw: IO[bytes], seen: Callable[[bytes], None], limiter: ByteLimiter) -> None:
+    def __init__(
+        self, raw: ByteStream, seen: Callable[[bytes], None], limiter: ByteLimiter
+    ) -> None:
         self.raw, self.seen, self.limiter = raw, seen, limiter
         self.size = 0
 
