@@ -642,3 +642,29 @@ def test_a_connection_reset_mid_file_reads_on_from_the_byte_reached(
     assert summary.failures == 0
     assert sorted(broken.ranges) == ["bytes=1000-", "bytes=1000-"]
     assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)
+
+
+def test_apply_export_from_s3(
+    stack: Stack,
+    tmp_path: Path,
+    s3_url: str,  # noqa: F811 (the fixture)
+) -> None:
+    table = stack.create_table("applys3")
+    t0 = now_ms() - 3 * HOUR_MS
+    items = sample_items(12, types=("Order", "invoice"))
+    lines = [change({"pk": i["pk"]}, t0 * 1000 + n, new=i) for n, i in enumerate(items)]
+    export = write_incremental_export(tmp_path / "b", table, [lines[:5], [], lines[5:]], t0, t0 + 1)
+    upload_tree(s3_client(s3_url), "incremental", tmp_path / "b")
+    result = run_cli(
+        stack,
+        tmp_path,
+        table,
+        "apply-export",
+        export.s3_url("incremental"),
+        "--s3-endpoint",
+        s3_url,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads(result.stdout)["indexed"] == 12
+    assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)
