@@ -668,3 +668,13 @@ def test_apply_export_from_s3(
     assert result.exit_code == 0, result.output + result.stderr
     assert json.loads(result.stdout)["indexed"] == 12
     assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)
+
+
+def test_an_export_of_an_empty_table_finishes_with_nothing_to_do(
+    stack: Stack, tmp_path: Path
+) -> None:
+    table = stack.create_table("emptyexport")
+    export = write_full_export(tmp_path / "b", table, [], now_ms())
+    summary = rebuild(stack, tmp_path, table, export.url)
+    assert summary.failures == 0 and summary.tables[table].scanned == 0
+    assert not (tmp_path / "state.json").exists()  # finished: the state file is gone
