@@ -37,8 +37,8 @@ from ddb2es_cli.scale import create_run, work
 from ddb2es_cli.seed import seed
 from ddb2es_cli.state.dynamo import DynamoState
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from servers import free_port, start_elasticsearch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import free_port, start_elasticsearch
 
 ENV = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 STATE_TABLE = "ddb2es-bench-state"

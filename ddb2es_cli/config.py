@@ -166,6 +166,7 @@ class Settings:
     # [state] table: the DynamoDB table that coordinates runs of many workers (None: files).
     state_table: str | None = None
     state_lease_seconds: float | None = None
+    s3_endpoint: str | None = None  # [s3] endpoint: S3-compatible stores and tests (exports)
 
     @property
     def deployment_name(self) -> str:
@@ -248,6 +249,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "template": {"name": _name, "replicas": _count, "priority": _count, "numbers_as_double": _flag},
     "tables": TABLE_KEYS,  # an array of tables: [[tables]]
     "state": {"table": table_name_problem, "lease_seconds": _count},
+    "s3": {"endpoint": url_problem},
 }
 ARRAY_SECTIONS = {"tables"}
 SECRET_KEYS = {"password", "api_key"}  # never quoted in an error
@@ -302,6 +304,7 @@ def load_settings(config_path: Path | None, overrides: Mapping[str, Any]) -> Set
         deployment=_deployment(defaults),
         state_table=_section(data, "state").get("table"),
         state_lease_seconds=_section(data, "state").get("lease_seconds"),
+        s3_endpoint=_section(data, "s3").get("endpoint") or None,
         **global_defaults,
     )
 

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -516,6 +516,11 @@ def _item_key(item: dict[str, Any], shape: TableShape) -> Any:
         return key_for_state({k: v for k, v in item.items() if k in shape.key_names})
 
 
+# Pages from somewhere else than a Scan (an S3 export: ddb2es_cli/export/reader.py): given the
+# unfinished tasks (segment n = unit n, `options.segments` units), yields their pages.
+PagesFactory = Callable[[list[SegmentTask]], Generator[Page, None, None]]
+
+
 def run_reindex(
     ddb: Any,
     es: Any,
@@ -523,24 +528,32 @@ def run_reindex(
     tables: list[TableSettings],
     options: ReindexOptions,
     progress: Progress | None = None,
+    pages_from: PagesFactory | None = None,
 ) -> ReindexSummary:
-    """Rebuild the documents of `tables` into the live indices (upsert; deletes nothing)."""
+    """Rebuild the documents of `tables` into the live indices (upsert; deletes nothing).
+
+    With `pages_from` (a snapshot such as an export) late writes are not re-read: a consistent
+    re-read costs the read capacity a snapshot source exists to save."""
     if options.segments < 1:
         raise ConfigError("--segments must be at least 1")
     plans = plan_reindex(ddb, tables)
     if options.fast_decode:
         install_fast_decode(ddb)
     run = _Run(ddb, es, settings, plans, options, progress)
-    writer = BulkWriter(es, options.bulk, freshener=run)
+    writer = BulkWriter(es, options.bulk, freshener=run if pages_from is None else None)
     limiter = CapacityLimiter(options.max_rcu)
     completed = False
     try:
-        pages = scan_pages(
-            ddb,
-            run.tasks(),
-            workers=options.segments,
-            limiter=limiter,
-            page_limit=options.page_limit,
+        pages = (
+            scan_pages(
+                ddb,
+                run.tasks(),
+                workers=options.segments,
+                limiter=limiter,
+                page_limit=options.page_limit,
+            )
+            if pages_from is None
+            else pages_from(run.tasks())
         )
         try:
             for result in writer.write(run.actions(pages)):

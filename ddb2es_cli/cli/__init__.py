@@ -19,6 +19,7 @@ from ddb2es_cli import __version__
 from ddb2es_cli.cli.common import JSON_ERRORS, AppContext, setup_logging
 from ddb2es_cli.cli.doctor import doctor
 from ddb2es_cli.cli.drift import drift
+from ddb2es_cli.cli.export import apply_export, export
 from ddb2es_cli.cli.local import local
 from ddb2es_cli.cli.reindex import reindex
 from ddb2es_cli.cli.reload import reload
@@ -164,3 +165,5 @@ for command in (local, doctor, reindex, drift, template, reload, stream):
     cli.add_command(command)
 for command in (state, status):
     cli.add_command(command)
+cli.add_command(export)
+cli.add_command(apply_export)

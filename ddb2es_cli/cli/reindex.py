@@ -87,6 +87,26 @@ page_size_option = click.option(
     "the file keeps only what still fails. Takes no TABLE.",
 )
 @page_size_option
+@click.option(
+    "--from-export",
+    "from_export",
+    metavar="URL",
+    default=None,
+    help="Read a full DynamoDB export (s3://bucket/prefix/AWSDynamoDB/<ExportId>/ or a local "
+    "copy) instead of scanning: no read capacity. One TABLE; --segments = reader threads.",
+)
+@click.option(
+    "--max-read-mbps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --from-export: cap on export bytes read per second (MB/s).",
+)
+@click.option(
+    "--s3-endpoint",
+    envvar="DDB2ES_S3_ENDPOINT",
+    default=None,
+    help="S3 endpoint URL for --from-export (default: [s3] endpoint, else AWS).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
 @click.option(
     "--break-lock",
@@ -126,6 +146,9 @@ def reindex(
     resume: bool,
     retry_failures_file: Path | None,
     page_size: int | None,
+    from_export: str | None,
+    max_read_mbps: float | None,
+    s3_endpoint: str | None,
     dry_run: bool,
     break_lock: bool,
     yes: bool,
@@ -180,6 +203,18 @@ def reindex(
         resume=resume,
         page_limit=page_size or None,
     )
+    source = None
+    if from_export is not None:
+        from ddb2es_cli.cli.export import export_source_for
+
+        if scaled:
+            raise click.UsageError(
+                "--from-export runs in one process for now: drop --processes/--join/--state-table"
+            )
+
+        source = export_source_for(app, selected, from_export, options, s3_endpoint, max_read_mbps)
+    elif max_read_mbps is not None:
+        raise click.UsageError("--max-read-mbps applies to --from-export only")
     if dry_run:
         from ddb2es_cli.estimate import TableSize, estimate
 
@@ -195,6 +230,12 @@ def reindex(
         def render_plan(console: Console) -> None:
             for p in plans:
                 d = p.as_dict(options.segments)
+                if source is not None:
+                    console.print(
+                        f"Would read export {source.export.url} "
+                        f"({len(source.export.files)} data files, "
+                        f"{source.export.item_count} items) instead of scanning:"
+                    )
                 console.print(
                     f"Would scan {d['table']} (keys {d['hash_key']}"
                     f"{', ' + d['range_key'] if d['range_key'] else ''}; "
@@ -237,13 +278,26 @@ def reindex(
     try:
         # One run of a table at a time, on any machine: the lock lives in the cluster.
         with run_lock(es, app.settings.deployment_name, names, "reindex", force=break_lock):
-            summary = run_reindex(ddb, es, app.settings, selected, options, bars)
+            pages_from = source.pages_from if source is not None else None
+            summary = run_reindex(ddb, es, app.settings, selected, options, bars, pages_from)
     except KeyboardInterrupt:
         bars.close()
         click.echo("Error: interrupted; progress is saved: rerun with --resume", err=True)
         ctx.exit(ExitStatus.INTERRUPTED)
     finally:
         bars.close()  # before any error is printed, so it gets a line of its own
+    if source is not None:
+        from datetime import datetime, timezone
+
+        since = datetime.fromtimestamp(source.export.export_time_ms / 1000, timezone.utc)
+        # Deletes that reached the index after exportTime and before this load are undone by
+        # it (their tombstones are gone): say how to close that window.
+        click.echo(
+            f"Note: items deleted after the export time ({since:%Y-%m-%dT%H:%M:%SZ}) may be back "
+            "in the index: apply an incremental export from then to now (`ddb2es export start "
+            "--incremental`, `ddb2es apply-export`) or run `ddb2es drift --repair`",
+            err=True,
+        )
     _render_summary(ctx, app, summary, extra, failures_path)
 
 

@@ -1,0 +1,57 @@
+"""`reindex --from-export`: a full export as the page source of an ordinary reindex run."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR
+from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.export.location import ByteLimiter, open_location
+from ddb2es_cli.export.manifest import Export, load_export
+from ddb2es_cli.export.reader import export_pages
+from ddb2es_cli.source import Page, SegmentTask
+
+
+@dataclass
+class ExportSource:
+    """What `run_reindex` needs to read an export instead of scanning: its units (one per
+    data file), a state file of its own and the pages factory."""
+
+    export: Export
+    segments: int
+    state_path: Path
+    pages_from: Callable[[list[SegmentTask]], Generator[Page, None, None]]
+
+
+def export_source(
+    url: str,
+    table: str,
+    s3_client: Callable[[], Any],
+    *,
+    workers: int,
+    page_limit: int | None,
+    max_read_mbps: float | None = None,
+    state_dir: Path = DEFAULT_STATE_DIR,
+) -> ExportSource:
+    """Reads and checks the manifests; refuses an incremental export or one of another table."""
+    export = load_export(open_location(url, s3_client))
+    if export.incremental:
+        raise ConfigError(f"{url} is an incremental export: apply it with `ddb2es apply-export`")
+    if export.table is not None and export.table != table:
+        raise ConfigError(f"{url} is an export of table {export.table!r}, not of {table!r}")
+    limiter = ByteLimiter(max_read_mbps * 1_000_000 if max_read_mbps else None)
+
+    def pages_from(tasks: list[SegmentTask]) -> Generator[Page, None, None]:
+        return export_pages(export, tasks, workers=workers, page_limit=page_limit, limiter=limiter)
+
+    digest = hashlib.sha256(f"{table}\n{url.rstrip('/')}".encode()).hexdigest()[:12]
+    return ExportSource(
+        export,
+        max(1, len(export.files)),
+        state_dir / f"reindex-export-{digest}.json",
+        pages_from,
+    )
