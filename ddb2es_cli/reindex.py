@@ -80,6 +80,9 @@ class ReindexOptions:
     index_suffix: str = ""
     # More settings for the load, restored afterwards like the others (e.g. index.gc_deletes).
     extra_load_settings: dict[str, Any] = field(default_factory=dict)
+    # A full S3 export to read instead of scanning (runs of workers; one process: pages_from).
+    from_export: str | None = None
+    max_read_mbps: float | None = None  # this worker's cap on export bytes read per second
 
 
 @dataclass

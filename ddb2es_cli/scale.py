@@ -127,6 +127,7 @@ def create_run(
             "refresh": options.refresh,
             "index_suffix": options.index_suffix,
             "extra_load_settings": options.extra_load_settings,
+            "from_export": options.from_export,
             "lease_seconds": backend.lease_seconds,
             "backend": backend.name,
             "release_lock": release_lock,
@@ -156,6 +157,7 @@ def options_of(run: RunRecord, mine: ReindexOptions) -> ReindexOptions:
         refresh=bool(given.get("refresh", mine.refresh)),
         index_suffix=str(given.get("index_suffix", "")),
         extra_load_settings=dict(given.get("extra_load_settings", {})),
+        from_export=given.get("from_export"),
         resume=False,
     )
 
@@ -408,7 +410,12 @@ def work(
     )
     lock.acquire()  # another run of these tables: LockHeld; a worker of this run: passes
     worker = _UnitRun(ddb, es, settings, plans, options, progress, backend, run, worker_id)
-    writer = BulkWriter(es, options.bulk, freshener=worker)
+    if reader is None and options.from_export:
+        from ddb2es_cli.export.rebuild import unit_reader
+
+        reader = unit_reader(settings, options.from_export, [t.name for t in tables])
+    # Exports are not re-read item by item when late: that would cost the capacity they save.
+    writer = BulkWriter(es, options.bulk, freshener=None if options.from_export else worker)
     limiter = CapacityLimiter(options.max_rcu)
     make_reader = reader or (
         lambda client, opts, lim: segment_reader(client, page_limit=opts.page_limit, limiter=lim)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -207,12 +208,13 @@ def reindex(
     if from_export is not None:
         from ddb2es_cli.cli.export import export_source_for
 
-        if scaled:
-            raise click.UsageError(
-                "--from-export runs in one process for now: drop --processes/--join/--state-table"
-            )
-
         source = export_source_for(app, selected, from_export, options, s3_endpoint, max_read_mbps)
+        if scaled:  # a run of workers: the run record names the export, each worker reads it
+            options.from_export, options.max_read_mbps = from_export, max_read_mbps
+            if s3_endpoint:  # the workers' settings (spawned processes get a copy)
+                app._settings = replace(app.settings, s3_endpoint=s3_endpoint)
+    elif join_run:
+        options.max_read_mbps = max_read_mbps  # when the run reads an export
     elif max_read_mbps is not None:
         raise click.UsageError("--max-read-mbps applies to --from-export only")
     if dry_run:
@@ -268,7 +270,7 @@ def reindex(
             join=join_run,
             state_table=state_table,
             lease_seconds=lease_seconds,
-            segments=segments,
+            segments=options.segments if source is not None else segments,
         )
         _render_summary(ctx, app, summary, extra, failures_path)
         return

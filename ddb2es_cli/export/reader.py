@@ -11,16 +11,14 @@ import base64
 import gzip
 import hashlib
 import json
-import queue
 import threading
 import zlib
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from ddb2es_cli.export.location import ByteLimiter, CountingReader, ExportError
 from ddb2es_cli.export.manifest import DataFile, Export
-from ddb2es_cli.source import Page, SegmentTask
+from ddb2es_cli.source import Page, Reader, SegmentTask, scan_pages
 
 Record = dict[str, Any]
 Check = Callable[[Record], str | None]
@@ -114,9 +112,10 @@ def export_tasks(export: Export, table: str) -> list[SegmentTask]:
 
 
 def start_line(task: SegmentTask) -> int:
-    """Lines of the task's file already acknowledged (`{"line": N}`); refuses a scan's key."""
-    key: Any = task.start_key
-    if key is None:
+    """Lines of the task's file already acknowledged: `{"line": N}` as a work unit's position
+    (runs of workers) or as the state file's key (one process); refuses a scan's key."""
+    key: Any = task.position if task.position is not None else task.start_key
+    if key is None or (isinstance(key, dict) and not key):
         return 0
     if isinstance(key, dict) and set(key) == {"line"} and isinstance(key["line"], int):
         return int(key["line"])
@@ -126,9 +125,41 @@ def start_line(task: SegmentTask) -> int:
     )
 
 
-@dataclass
-class _Failure:
-    error: BaseException
+def export_reader(
+    export: Export, *, page_limit: int | None = None, limiter: ByteLimiter | None = None
+) -> Reader:
+    """A `source.Reader` of data files: task n reads file n from its acknowledged line on.
+
+    Pages carry `started_ms` = the export's time (so the scan version rule applies), 0 RCU, and
+    their position both as `last_key` (the one-process state file) and as `position` (a run's
+    work unit); the last page of a file comes only after the file checked out."""
+    limit = page_limit or 1000
+    files = {f.number: f for f in export.files}
+
+    def read(task: SegmentTask, stop: threading.Event) -> Iterator[Page]:
+        if task.segment not in files:  # an export without data files: nothing to read
+            yield _page(task, [], None, export.export_time_ms)
+            return
+        lines = start_line(task)
+        data_file = files[task.segment]
+        for items, done in file_pages(
+            export, data_file, start_line=lines, page_limit=limit, limiter=limiter
+        ):
+            if stop.is_set():
+                return
+            yield _page(task, items, done, export.export_time_ms, data_file.item_count)
+
+    return read
+
+
+def _page(
+    task: SegmentTask, items: list[Record], done: int | None, started_ms: int, lines: int = 0
+) -> Page:
+    key: Any = None if done is None else {"line": done}
+    page = Page(task.table, task.segment, items, key, started_ms, 0.0, len(items))
+    page.done = done is None
+    page.position = {"line": lines if done is None else done}
+    return page
 
 
 def export_pages(
@@ -140,90 +171,7 @@ def export_pages(
     limiter: ByteLimiter | None = None,
     max_pages: int | None = None,
 ) -> Generator[Page, None, None]:
-    """Every page of every task's data file, as they come; `workers` threads share the files.
-
-    The contract of `source.scan_pages`: at most `max_pages` (default: `workers`) pages exist
-    at once, errors are raised on the caller's thread, closing the iterator stops the threads.
-    Pages carry `started_ms` = the export's time and `consumed_rcu` = 0.
-    """
-    out: queue.Queue[Page | _Failure | None] = queue.Queue()
-    permits = threading.Semaphore(max_pages or workers)
-    todo: queue.Queue[SegmentTask] = queue.Queue()
-    for task in tasks:
-        todo.put(task)
-    stop = threading.Event()
-    limit = page_limit or 1000
-    files = {f.number: f for f in export.files}
-
-    def take_permit() -> bool:
-        while not stop.is_set():
-            if permits.acquire(timeout=0.2):
-                return True
-        return False
-
-    def read_file(task: SegmentTask) -> None:
-        pages = file_pages(
-            export,
-            files[task.segment],
-            start_line=start_line(task),
-            page_limit=limit,
-            limiter=limiter,
-        )
-        while take_permit():
-            try:
-                items, done = next(pages)
-            except StopIteration:
-                permits.release()
-                return
-            except BaseException:
-                permits.release()
-                raise
-            # The unit's position in the state file: lines of the file acknowledged.
-            key: Any = None if done is None else {"line": done}
-            page = Page(task.table, task.segment, items, key, export.export_time_ms, 0.0)
-            page.scanned, page.done = len(items), done is None
-            if stop.is_set():
-                return
-            out.put(page)
-            if done is None:
-                return
-
-    def worker() -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    task = todo.get_nowait()
-                except queue.Empty:
-                    return
-                if task.segment not in files:  # an export without data files: nothing to read
-                    out.put(Page(task.table, task.segment, [], None, export.export_time_ms, 0.0))
-                    continue
-                read_file(task)
-        except BaseException as exc:  # handed to the caller's thread
-            if not stop.is_set():
-                out.put(_Failure(exc))
-        finally:
-            out.put(None)
-
-    threads = [
-        threading.Thread(target=worker, name=f"export-{i}", daemon=True)
-        for i in range(max(1, min(workers, len(tasks))))
-    ]
-    for thread in threads:
-        thread.start()
-    running = len(threads)
-    try:
-        while running:
-            value = out.get()
-            if value is None:
-                running -= 1
-            elif isinstance(value, _Failure):
-                raise value.error
-            else:
-                if value.segment in files:
-                    permits.release()
-                yield value
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=5)
+    """Every page of every task's data file, as they come: `source.scan_pages`'s threads,
+    bounded pages and error handling, with the data-file reader in place of Scan."""
+    reader = export_reader(export, page_limit=page_limit, limiter=limiter)
+    return scan_pages(None, tasks, workers=workers, max_pages=max_pages, reader=reader)

@@ -6,14 +6,18 @@ import hashlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR
 from ddb2es_cli.errors import ConfigError
-from ddb2es_cli.export.location import ByteLimiter, open_location
+from ddb2es_cli.export.location import ByteLimiter, make_s3_client, open_location
 from ddb2es_cli.export.manifest import Export, load_export
-from ddb2es_cli.export.reader import export_pages
-from ddb2es_cli.source import Page, SegmentTask
+from ddb2es_cli.export.reader import export_pages, export_reader
+from ddb2es_cli.source import CapacityLimiter, Page, Reader, SegmentTask
+
+if TYPE_CHECKING:
+    from ddb2es_cli.config import Settings
+    from ddb2es_cli.reindex import ReindexOptions
 
 
 @dataclass
@@ -38,11 +42,7 @@ def export_source(
     state_dir: Path = DEFAULT_STATE_DIR,
 ) -> ExportSource:
     """Reads and checks the manifests; refuses an incremental export or one of another table."""
-    export = load_export(open_location(url, s3_client))
-    if export.incremental:
-        raise ConfigError(f"{url} is an incremental export: apply it with `ddb2es apply-export`")
-    if export.table is not None and export.table != table:
-        raise ConfigError(f"{url} is an export of table {export.table!r}, not of {table!r}")
+    export = full_export(url, table, s3_client)
     limiter = ByteLimiter(max_read_mbps * 1_000_000 if max_read_mbps else None)
 
     def pages_from(tasks: list[SegmentTask]) -> Generator[Page, None, None]:
@@ -55,3 +55,34 @@ def export_source(
         state_dir / f"reindex-export-{digest}.json",
         pages_from,
     )
+
+
+def full_export(url: str, table: str, s3_client: Callable[[], Any]) -> Export:
+    export = load_export(open_location(url, s3_client))
+    if export.incremental:
+        raise ConfigError(f"{url} is an incremental export: apply it with `ddb2es apply-export`")
+    if export.table is not None and export.table != table:
+        raise ConfigError(f"{url} is an export of table {export.table!r}, not of {table!r}")
+    return export
+
+
+def unit_reader(
+    settings: Settings, url: str, tables: list[str]
+) -> Callable[[Any, ReindexOptions, CapacityLimiter], Reader]:
+    """The reader of a run of workers over an export (`scale.work`'s `reader`): each worker
+    opens the export itself, checks its manifests again and reads the files its units name."""
+    if len(tables) != 1:
+        raise ConfigError("--from-export takes exactly one TABLE (an export is of one table)")
+
+    def s3_client() -> Any:
+        return make_s3_client(
+            settings.s3_endpoint, settings.dynamodb.region, settings.dynamodb.profile
+        )
+
+    def make(_client: Any, options: ReindexOptions, _limiter: CapacityLimiter) -> Reader:
+        export = full_export(url, tables[0], s3_client)
+        rate = options.max_read_mbps
+        limiter = ByteLimiter(rate * 1_000_000 if rate else None)
+        return export_reader(export, page_limit=options.page_limit, limiter=limiter)
+
+    return make

@@ -1,0 +1,57 @@
+"""Exports as work units of a run of workers: data files claimed like scan segments, a taken-over
+file read on from its last acknowledged line."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from ddb2es_cli.export.location import open_location
+from ddb2es_cli.export.manifest import load_export
+from ddb2es_cli.export.reader import export_reader
+from ddb2es_cli.source import SegmentTask
+from ddb2es_cli.transform import scan_version
+from tests.conftest import Stack
+from tests.export_fixtures import write_full_export
+from tests.scale_fixtures import run_cli
+from tests.test_export import all_sources, expected_sources, version_of
+from tests.test_reindex import sample_items
+
+HOUR_MS = 3_600_000
+
+
+def test_an_export_spread_over_two_worker_processes_indexes_every_item_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    table = stack.create_table("xscale")
+    items = sample_items(90)
+    stack.put_items(table, items[:1])  # the table only gives the key schema
+    taken = int(time.time() * 1000) - HOUR_MS
+    files = [items[:20], [], items[20:50], items[50:70], items[70:]]
+    export = write_full_export(tmp_path / "bucket", table, files, taken)
+    done = run_cli(
+        stack, tmp_path, "reindex", table, "--from-export", export.url, "--processes", "2", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["run"]["status"] == "done"
+    assert summary["tables"][0]["scanned"] == 90 and summary["tables"][0]["rcu"] == 0
+    stored = all_sources(stack.es_url, stack.prefix)
+    assert stored == expected_sources(items, stack.prefix)
+    index, doc_id = next(iter(stored))
+    assert version_of(stack.es_url, index, doc_id) == scan_version(taken, 300_000)
+
+
+def test_a_taken_over_data_file_is_read_on_from_its_saved_line(tmp_path: Path) -> None:
+    items = sample_items(30)
+    export = write_full_export(tmp_path / "bucket", "t-xscale", [items], 1_700_000_000_000)
+    read = export_reader(load_export(open_location(export.url, lambda: None)), page_limit=8)
+    # What a worker gets when it claims a unit another worker left at line 20.
+    task = SegmentTask("t-xscale", 0, 1, None, {"line": 20})
+    pages = list(read(task, threading.Event()))
+    keys = [item["pk"] for page in pages for item in page.items]
+    assert keys == [item["pk"] for item in items[20:]]
+    assert [p.position for p in pages] == [{"line": 28}, {"line": 30}]
+    assert [p.done for p in pages] == [False, True]
