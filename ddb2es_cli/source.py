@@ -26,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ddb2es_cli.errors import Ddb2esError
+from ddb2es_cli.rate import RateLimiter
 from ddb2es_cli.transform import canonical_number
 
 Key = dict[str, dict[str, Any]]
@@ -183,50 +184,7 @@ def _key_text(item: Mapping[str, Any], key: Mapping[str, Any]) -> str:
 # --- rate limit ----------------------------------------------------------------------------------
 
 
-class CapacityLimiter:
-    """Caps consumed read capacity per second across all scan threads (`--max-rcu`).
-
-    A token bucket that may go into debt: the cost of a page is known only after it is read, so
-    each thread pays afterwards and the next request waits until the debt is paid off.
-    """
-
-    def __init__(
-        self,
-        per_second: float | None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.per_second = per_second
-        self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._available = per_second or 0.0
-        self._stamp = clock()
-
-    def wait(self) -> None:
-        if not self.per_second:
-            return
-        while True:
-            with self._lock:
-                self._refill()
-                if self._available > 0:
-                    return
-                delay = -self._available / self.per_second + 0.01
-            self._sleep(min(delay, 1.0))
-
-    def consume(self, units: float) -> None:
-        if not self.per_second:
-            return
-        with self._lock:
-            self._refill()
-            self._available -= units
-
-    def _refill(self) -> None:
-        now = self._clock()
-        assert self.per_second
-        self._available = min(
-            self.per_second, self._available + (now - self._stamp) * self.per_second
-        )
-        self._stamp = now
+CapacityLimiter = RateLimiter  # --max-rcu: capacity units per second
 
 
 # --- parallel scan -------------------------------------------------------------------------------

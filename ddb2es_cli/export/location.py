@@ -3,14 +3,13 @@ the same layout (`aws s3 sync` of that prefix). Reads are streams of bytes, neve
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.rate import RateLimiter
 
 EXPORTS_DIR = "AWSDynamoDB"
 READ_CHUNK = 256 * 1024
@@ -20,52 +19,7 @@ class ExportError(Ddb2esError):
     """The export cannot be read or does not check out (one line naming file and line)."""
 
 
-class ByteLimiter:
-    """Caps bytes read per second across all reader threads (`--max-read-mbps`).
-
-    A token bucket that may go into debt: a read's size is known after it returns, so the next
-    read waits until the debt is paid off.
-    """
-
-    def __init__(
-        self,
-        per_second: float | None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.per_second = per_second
-        self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._available = per_second or 0.0
-        self._stamp = clock()
-
-    def wait(self) -> None:
-        if not self.per_second:
-            return
-        while True:
-            with self._lock:
-                self._refill()
-                if self._available > 0:
-                    return
-                # A little past the point where the debt is paid: float rounding could
-                # otherwise leave it a hair below zero forever.
-                delay = -self._available / self.per_second + 0.001
-            self._sleep(min(delay, 1.0))
-
-    def consume(self, size: int) -> None:
-        if not self.per_second:
-            return
-        with self._lock:
-            self._refill()
-            self._available -= size
-
-    def _refill(self) -> None:
-        assert self.per_second
-        now = self._clock()
-        self._available = min(
-            self.per_second, self._available + (now - self._stamp) * self.per_second
-        )
-        self._stamp = now
+ByteLimiter = RateLimiter  # --max-read-mbps: bytes per second
 
 
 class ByteStream(Protocol):
