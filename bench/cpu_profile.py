@@ -1,6 +1,6 @@
 """CPU profile of a real `ddb2es reindex` (all threads) against a local engine.
 
-    .venv/bin/python bench/profile.py --kind small --engine elasticsearch --items 20000
+    .venv/bin/python bench/cpu_profile.py --kind small --engine elasticsearch --items 20000
 
 Uses the benchmark's data sets (loaded once into bench/data) and a fresh search server; writes
 bench/results/profile-<kind>-<engine>.pstats and prints the top entries (bench/profile_run.py).
