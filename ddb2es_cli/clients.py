@@ -328,6 +328,15 @@ def make_search_client(
     return _opensearch_client(settings, region, timeout), engine
 
 
+def is_elasticsearch_client(client: Any) -> bool:
+    """True for elasticsearch-py's client (its API takes `operations=`), False for opensearch-py."""
+    try:
+        from elasticsearch import Elasticsearch
+    except ImportError:  # a Lambda package built for OpenSearch only
+        return False
+    return isinstance(client, Elasticsearch)
+
+
 def helpers_for(client: Any) -> ModuleType:
     """The bulk helpers that belong to the client's library."""
     try:

@@ -1,8 +1,10 @@
-"""Search side of a rebuild: versioned bulk writes through the client's own helpers, per-index
-stats, the failures file, and index settings for bulk loads.
+"""Search side of a rebuild: versioned bulk writes, per-index stats, the failures file, and
+index settings for bulk loads.
 
-Documents go to the helpers as pre-serialised JSON text (the serialisers pass strings through),
-so the exact numbers of the transform reach the cluster untouched.
+Documents are already JSON text (the transform's exact numbers), so the bulk body is built here
+as NDJSON and sent with the client's own `bulk` call: the client keeps doing auth, TLS, retries
+on other nodes and error mapping, while the helpers' per-action work (expanding, re-serialising
+each line, matching answers) is skipped.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ddb2es_cli.checkpoint import open_private
-from ddb2es_cli.clients import helpers_for
+from ddb2es_cli.clients import is_elasticsearch_client
 from ddb2es_cli.retry import CONFLICT_STATUS, RETRYABLE_STATUS, Backoff, is_retryable_error
-from ddb2es_cli.transform import Document
+from ddb2es_cli.transform import Document, quote_json
 
 Action = tuple[dict[str, Any], str | None]  # (metadata line, document JSON or None)
 
@@ -45,6 +47,30 @@ def delete_action(index: str, doc_id: str, version: int) -> Action:
 def action_meta(action: Action) -> dict[str, Any]:
     meta: dict[str, Any] = next(iter(action[0].values()))
     return meta
+
+
+_encode_meta = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def meta_line(action: Action) -> str:
+    """The action's bulk metadata line (its document, if any, is the next line as it is)."""
+    ((op, meta),) = action[0].items()
+    parts = []
+    for name, value in meta.items():
+        kind = type(value)
+        if kind is str:
+            parts.append(quote_json(name) + ":" + quote_json(value))
+        elif kind is int:
+            parts.append(quote_json(name) + ":" + str(value))
+        else:  # not written by index_action/delete_action: the general encoder
+            parts = []
+            break
+    head = (
+        "{" + quote_json(op) + ":{" + ",".join(parts) + "}}"
+        if parts or not meta
+        else _encode_meta(action[0])
+    )
+    return head
 
 
 @dataclass
@@ -320,45 +346,46 @@ class BulkWriter:
         self, chunk: list[_Pending], retry: deque[_Pending]
     ) -> Generator[BulkResult, None, Exception | None]:
         """One bulk request; retryable documents go to `retry`. Returns a retryable request
-        error (the unanswered rest of the chunk is in `retry` then); raises any other."""
+        error (the whole chunk is in `retry` then); raises any other."""
         if not chunk:
             return None
-        results = helpers_for(self.client).streaming_bulk(
-            self.client,
-            [p.action for p in chunk],
-            chunk_size=len(chunk),
-            max_chunk_bytes=self.options.max_chunk_bytes,
-            raise_on_error=False,
-            raise_on_exception=True,
-            max_retries=0,
-            yield_ok=True,
-            expand_action_callback=_identity,
-        )
-        answered = 0
+        lines: list[str] = []
+        append = lines.append
+        for pending in chunk:
+            append(meta_line(pending.action))
+            if pending.action[1] is not None:
+                append(pending.action[1])
         try:
-            for ok, info in results:
-                pending = chunk[answered]
-                answered += 1
-                op = next(iter(info.values()))
-                status = int(op.get("status", 200 if ok else 500))
-                doc_id = str(op.get("_id"))
-                if doc_id != action_meta(pending.action)["_id"]:
-                    raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
-                if not ok and status in RETRYABLE_STATUS:
-                    pending.status = status
-                    retry.append(pending)
-                    continue
-                error = None if ok else _error_text(op.get("error"), status)
-                yield BulkResult(
-                    pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
-                )
+            if is_elasticsearch_client(self.client):
+                response = self.client.bulk(operations=lines)
+            else:
+                response = self.client.bulk(body="\n".join(lines) + "\n")
         except Exception as exc:
             if not is_retryable_error(exc):
                 raise
-            retry.extend(chunk[answered:])
+            retry.extend(chunk)
             return exc
-        if answered != len(chunk):
-            raise RuntimeError(f"bulk answered {answered} of {len(chunk)} documents")
+        body = getattr(response, "body", response)  # elasticsearch-py wraps the JSON
+        items = body["items"]
+        if len(items) != len(chunk):
+            raise RuntimeError(f"bulk answered {len(items)} of {len(chunk)} documents")
+        for pending, item in zip(chunk, items, strict=True):
+            op = next(iter(item.values()))
+            status = int(op.get("status", 500))
+            doc_id = str(op.get("_id"))
+            if doc_id != action_meta(pending.action)["_id"]:
+                raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
+            if 200 <= status < 300:
+                error = None
+            elif status in RETRYABLE_STATUS:
+                pending.status = status
+                retry.append(pending)
+                continue
+            else:
+                error = _error_text(op.get("error"), status)
+            yield BulkResult(
+                pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
+            )
         return None
 
 
@@ -383,10 +410,6 @@ def _approx_bytes(action: Action) -> int:
     """The request bytes of one action, near enough for the chunk's byte cap."""
     meta = action_meta(action)
     return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
-
-
-def _identity(action: Action) -> Action:
-    return action
 
 
 def _error_text(error: Any, status: int) -> str:
