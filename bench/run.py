@@ -563,8 +563,8 @@ def summarize(p: dict[str, Phase]) -> dict[str, Any]:
     growth = (t.peak_rss_mb or 0.0) - (p["T small"].peak_rss_mb or 0.0)
     return {
         "T_over_min_R_W": round(t_vs_min_rw, 3),
-        "T_over_naive": round(t.rate / p["naive"].rate, 2),
-        "fast_decode_speedup_R": round(r.rate / p["R plain"].rate, 2),
+        "T_over_naive": round(t.rate / p["naive"].rate, 2) if "naive" in p else None,
+        "fast_decode_speedup_R": (round(r.rate / p["R plain"].rate, 2) if "R plain" in p else None),
         "cpu_ratio_T_over_baseline": round(cpu_ratio, 3),
         "memory_growth_mb": round(growth, 1),
         "targets": {
@@ -619,6 +619,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="attempts of each rate measurement; the fastest counts (for a busy machine)",
     )  # fmt: skip
     parser.add_argument(
+        "--core", action="store_true",
+        help="only W, R fast, T, T small and the baseline (skips naive, R plain, R 1 MB pages)",
+    )  # fmt: skip
+    parser.add_argument(
         "--kind", choices=("rich", "small"), default="rich",
         help="rich: the 3 seed tables (about 70 values per item); small: 12 flat attributes",
     )  # fmt: skip
@@ -655,10 +659,19 @@ def bulk_and_reindex(runner: Runner, repeat: int) -> tuple[Phase, Phase]:
     return best_of(w), best_of(t)
 
 
-def run_all(runner: Runner, repeat: int, naive_sample: int) -> dict[str, Phase]:
-    """Every phase; rates are the best of `repeat` attempts; memory and baseline run once."""
+def run_all(runner: Runner, repeat: int, naive_sample: int, core: bool = False) -> dict[str, Phase]:
+    """Every phase; rates are the best of `repeat` attempts; memory and baseline run once.
+    `core`: only W, R fast, T, T small and the baseline (the figures the targets need)."""
     w, t = bulk_and_reindex(runner, repeat)
     gc.collect()
+    if core:
+        return {
+            "W": w,
+            "R fast": best_of([runner.in_process(measure_scan, fast=True) for _ in range(repeat)]),
+            "T": t,
+            "T small": runner.with_osmem(measure_reindex, small=True),
+            "baseline": runner.with_osmem(measure_straightforward),
+        }
     return {
         "W": w,
         "R fast": best_of([runner.in_process(measure_scan, fast=True) for _ in range(repeat)]),
@@ -688,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             page_limit=ReindexOptions().page_limit,
         )
         runner = Runner(setup, ddb, engine_kind=args.engine)
-        phases = run_all(runner, args.repeat, args.naive_sample)
+        phases = run_all(runner, args.repeat, args.naive_sample, args.core)
     summary = summarize(phases)
     if package_digest() != sources:
         log("warning: ddb2es_cli changed while the benchmark ran; figures may mix versions")
@@ -697,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {key: value for key, value in asdict(setup).items() if key != "dynamodb_url"}
     config.update(items=args.items, small_items=args.small_items, item_bytes=ITEM_BYTES)
     config.update(naive_sample=args.naive_sample, repeat=args.repeat)
-    config.update(kind=args.kind, engine=args.engine)
+    config.update(kind=args.kind, engine=args.engine, core=args.core)
     results = {
         "started": started,
         "machine": {**machine_info(), "osmem_answers_as": runner.engine},

@@ -13,10 +13,11 @@ from typing import Any
 
 from ddb2es_cli.seed import _batches, _write_all
 
-_WORDS = (
+_VOCABULARY = (
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
     "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu"
-).split()
+)
+_WORDS = tuple(_VOCABULARY.split())
 _STATUSES = ("new", "active", "suspended", "closed")
 
 

@@ -188,7 +188,7 @@ def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) ->
     Strings, numbers and booleans, most of any item, are spelled inline: this loop is the
     reindex hot path (local names and few calls per attribute on purpose).
     """
-    parts = []
+    parts: list[str] = []
     append = parts.append
     prefixes = _NAME_PREFIXES
     quote = _quote
