@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from ddb2es_cli.checkpoint import write_private_text
 from ddb2es_cli.cli.common import (
     Bars,
+    Table,
     app_of,
     confirm,
     emit,
+    escape,
     failures_option,
     make_clients,
     max_rcu_option,
@@ -27,6 +26,9 @@ from ddb2es_cli.cli.common import (
     tables_argument,
 )
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.command()

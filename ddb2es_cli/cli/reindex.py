@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ddb2es_cli.cli.common import (
     Bars,
+    Table,
     app_of,
     confirm,
     emit,
@@ -25,6 +24,9 @@ from ddb2es_cli.cli.common import (
 )
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 page_size_option = click.option(
     "--page-size",

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ddb2es_cli.cli.common import (
+    Table,
     app_of,
     emit,
     failures_option,
@@ -24,6 +24,9 @@ from ddb2es_cli.cli.common import (
     tables_argument,
 )
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.command()
