@@ -52,9 +52,21 @@ def action_meta(action: Action) -> dict[str, Any]:
 _encode_meta = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+_VERSIONED_KEYS = ("_index", "_id", "version", "version_type")
+
+
 def meta_line(action: Action) -> str:
     """The action's bulk metadata line (its document, if any, is the next line as it is)."""
     ((op, meta),) = action[0].items()
+    if tuple(meta) == _VERSIONED_KEYS and meta["version_type"] == "external_gte":
+        index, doc_id, version = meta["_index"], meta["_id"], meta["version"]
+        if type(index) is str and type(doc_id) is str and type(version) is int:
+            # What index_action and delete_action write, spelled without a generic encoder.
+            return (
+                "{" + quote_json(op) + ':{"_index":' + quote_json(index)
+                + ',"_id":' + quote_json(doc_id)
+                + ',"version":' + str(version) + ',"version_type":"external_gte"}}'
+            )  # fmt: skip
     parts = []
     for name, value in meta.items():
         kind = type(value)
@@ -211,7 +223,7 @@ class Freshener(Protocol):
         """Re-read the items behind `stale` with consistent reads, in the same order."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     action: Action
     tag: Any
@@ -284,8 +296,12 @@ class BulkWriter:
 
     def _pendings(self, actions: Iterable[tuple[Action, Any]]) -> Iterator[_Pending]:
         read_ms = self.freshener.read_ms if self.freshener else None
+        if read_ms is None:
+            for action, tag in actions:
+                yield _Pending(action, tag)
+            return
         for action, tag in actions:
-            yield _Pending(action, tag, read_ms(tag) if read_ms else None)
+            yield _Pending(action, tag, read_ms(tag))
 
     def _chunk(self, retry: deque[_Pending], source: _Lookahead) -> list[_Pending]:
         """Retries first, then new actions, up to the chunk's size and byte caps."""
@@ -408,8 +424,9 @@ class _Lookahead:
 
 def _approx_bytes(action: Action) -> int:
     """The request bytes of one action, near enough for the chunk's byte cap."""
-    meta = action_meta(action)
-    return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
+    for meta in action[0].values():
+        return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
+    return 120
 
 
 def _error_text(error: Any, status: int) -> str:
