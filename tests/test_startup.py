@@ -54,3 +54,31 @@ def test_an_elasticsearch_client_is_recognised() -> None:
         "assert is_elasticsearch_client(Elasticsearch('http://127.0.0.1:9'))\n"
     )
     assert "elasticsearch" in _imported_after(code)
+
+
+def test_detecting_elasticsearch_does_not_import_opensearch_py(elasticsearch_url: str) -> None:
+    code = (
+        "from ddb2es_cli.clients import detect_engine\n"
+        "from ddb2es_cli.config import SearchSettings\n"
+        f"engine = detect_engine(SearchSettings(url={elasticsearch_url!r}))\n"
+        "assert engine.distribution == 'elasticsearch', engine\n"
+    )
+    assert "opensearchpy" not in _imported_after(code)
+
+
+def test_detection_errors_still_come_from_the_client(opensearch_url: str) -> None:
+    """A server that is not a search engine: the quick probe steps aside, the message is the
+    client's (the one the CLI tests pin down)."""
+    code = (
+        "from ddb2es_cli.clients import detect_engine\n"
+        "from ddb2es_cli.config import SearchSettings\n"
+        "from ddb2es_cli.errors import ConnectionFailed\n"
+        f"url = {opensearch_url!r} + '/no-such-index/_doc/1'\n"
+        "try:\n"
+        "    detect_engine(SearchSettings(url=url))\n"
+        "except ConnectionFailed as exc:\n"
+        "    assert 'is not an Elasticsearch/OpenSearch server' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+    )
+    assert "opensearchpy" in _imported_after(code)
