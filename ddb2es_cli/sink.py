@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -242,10 +243,14 @@ class BulkWriter:
     reports every outcome, matched to its action by position (the bulk API answers in request
     order).
 
-    Retryable answers (per document or for the whole request) are resent in the next chunk after
-    a capped, jittered backoff, so nothing waits for the end of the run; the helper's own retries
-    are off. Just before a chunk is sent, snapshot writes older than the freshener allows are
-    re-read, so no snapshot write reaches the engine after a newer delete's tombstone expired.
+    Retryable answers (per document or for the whole request) are resent in a following chunk
+    after a capped, jittered backoff, so nothing waits for the end of the run. Just before a chunk
+    is sent, snapshot writes older than the freshener allows are re-read, so no snapshot write
+    reaches the engine after a newer delete's tombstone expired.
+
+    While a request is in flight (on a thread of its own), the next chunk is built: the transform
+    and the scan go on instead of waiting for the cluster. At most one request is in flight, and
+    during a streak of failures chunks are built only after the answer, as before.
     """
 
     client: Any
@@ -260,6 +265,7 @@ class BulkWriter:
         )
         retry: deque[_Pending] = deque()
         source = _Lookahead(self._pendings(actions))
+        ahead: list[_Pending] = []  # the next chunk, built while the last request was in flight
         while True:
             if backoff.failures:
                 delay = backoff.delay()
@@ -269,12 +275,18 @@ class BulkWriter:
                     delay,
                 )
                 self.sleep(delay)
-            chunk = self._chunk(retry, source)
+            chunk = ahead or self._chunk(retry, source)
+            ahead = []
             if not chunk:
                 return
             chunk, done = self._freshen(chunk)
             yield from done
-            error = yield from self._send(chunk, retry)
+            request = _Request(self._post, chunk) if chunk else None
+            if request is not None and not backoff.failures:
+                # If this raises (scan error, Ctrl-C), the request's answer is never read: its
+                # documents count as unacknowledged, as for any interrupted request.
+                ahead = self._chunk(retry, source)
+            error = yield from self._answers(chunk, request, retry)
             if error is None and not retry:
                 backoff.succeeded()
                 continue
@@ -358,24 +370,27 @@ class BulkWriter:
         log.info("re-read %d late snapshot writes (%d gone)", len(stale), len(dropped))
         return [p for n, p in enumerate(chunk) if n not in dropped], done
 
-    def _send(
-        self, chunk: list[_Pending], retry: deque[_Pending]
-    ) -> Generator[BulkResult, None, Exception | None]:
-        """One bulk request; retryable documents go to `retry`. Returns a retryable request
-        error (the whole chunk is in `retry` then); raises any other."""
-        if not chunk:
-            return None
+    def _post(self, chunk: list[_Pending]) -> Any:
+        """One bulk request of the chunk's NDJSON lines (runs on the request's thread)."""
         lines: list[str] = []
         append = lines.append
         for pending in chunk:
             append(meta_line(pending.action))
             if pending.action[1] is not None:
                 append(pending.action[1])
+        if is_elasticsearch_client(self.client):
+            return self.client.bulk(operations=lines)
+        return self.client.bulk(body="\n".join(lines) + "\n")
+
+    def _answers(
+        self, chunk: list[_Pending], request: _Request | None, retry: deque[_Pending]
+    ) -> Generator[BulkResult, None, Exception | None]:
+        """The request's outcome per document; retryable documents go to `retry`. Returns a
+        retryable request error (the whole chunk is in `retry` then); raises any other."""
+        if request is None:
+            return None
         try:
-            if is_elasticsearch_client(self.client):
-                response = self.client.bulk(operations=lines)
-            else:
-                response = self.client.bulk(body="\n".join(lines) + "\n")
+            response = request.result()
         except Exception as exc:
             if not is_retryable_error(exc):
                 raise
@@ -403,6 +418,29 @@ class BulkWriter:
                 pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
             )
         return None
+
+
+class _Request(threading.Thread):
+    """One call on a daemon thread (an interrupted run does not wait for its answer)."""
+
+    def __init__(self, call: Callable[[list[_Pending]], Any], chunk: list[_Pending]) -> None:
+        super().__init__(name="bulk-request", daemon=True)
+        self._call, self._chunk = call, chunk
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._call(self._chunk)
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _Lookahead:
