@@ -1,6 +1,6 @@
 """Before/after table from bench/results/<label>.json files of `bench/run.py --core` runs.
 
-    .venv/bin/python bench/compare.py before-small-es after-small-es ...
+.venv/bin/python bench/compare.py before-small-es after-small-es ...
 """
 
 from __future__ import annotations

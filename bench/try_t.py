@@ -1,6 +1,6 @@
 """Run `ddb2es reindex` (T) alone a few times with different options: user and system CPU per item.
 
-    .venv/bin/python bench/try_t.py --kind small --engine elasticsearch -- --segments 2
+.venv/bin/python bench/try_t.py --kind small --engine elasticsearch -- --segments 2
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from run import WORK_DIR, dynamodb_local, ensure_dataset, fresh_search_server, l
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=("rich", "small"), default="small")
-    parser.add_argument("--engine", choices=("opensearch", "elasticsearch"), default="elasticsearch")
+    parser.add_argument(
+        "--engine", choices=("opensearch", "elasticsearch"), default="elasticsearch"
+    )
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("extra", nargs="*", help="options for reindex (after --)")
     args = parser.parse_args()
