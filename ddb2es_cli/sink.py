@@ -1,14 +1,17 @@
-"""Search side of a rebuild: versioned bulk writes through the client's own helpers, per-index
-stats, the failures file, and index settings for bulk loads.
+"""Search side of a rebuild: versioned bulk writes, per-index stats, the failures file, and
+index settings for bulk loads.
 
-Documents go to the helpers as pre-serialised JSON text (the serialisers pass strings through),
-so the exact numbers of the transform reach the cluster untouched.
+Documents are already JSON text (the transform's exact numbers), so the bulk body is built here
+as NDJSON and sent with the client's own `bulk` call: the client keeps doing auth, TLS, retries
+on other nodes and error mapping, while the helpers' per-action work (expanding, re-serialising
+each line, matching answers) is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -18,9 +21,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ddb2es_cli.checkpoint import open_private
-from ddb2es_cli.clients import helpers_for
+from ddb2es_cli.clients import is_elasticsearch_client
 from ddb2es_cli.retry import CONFLICT_STATUS, RETRYABLE_STATUS, Backoff, is_retryable_error
-from ddb2es_cli.transform import Document
+from ddb2es_cli.transform import Document, quote_json
 
 Action = tuple[dict[str, Any], str | None]  # (metadata line, document JSON or None)
 
@@ -45,6 +48,42 @@ def delete_action(index: str, doc_id: str, version: int) -> Action:
 def action_meta(action: Action) -> dict[str, Any]:
     meta: dict[str, Any] = next(iter(action[0].values()))
     return meta
+
+
+_encode_meta = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+_VERSIONED_KEYS = ("_index", "_id", "version", "version_type")
+
+
+def meta_line(action: Action) -> str:
+    """The action's bulk metadata line (its document, if any, is the next line as it is)."""
+    ((op, meta),) = action[0].items()
+    if tuple(meta) == _VERSIONED_KEYS and meta["version_type"] == "external_gte":
+        index, doc_id, version = meta["_index"], meta["_id"], meta["version"]
+        if type(index) is str and type(doc_id) is str and type(version) is int:
+            # What index_action and delete_action write, spelled without a generic encoder.
+            return (
+                "{" + quote_json(op) + ':{"_index":' + quote_json(index)
+                + ',"_id":' + quote_json(doc_id)
+                + ',"version":' + str(version) + ',"version_type":"external_gte"}}'
+            )  # fmt: skip
+    parts = []
+    for name, value in meta.items():
+        kind = type(value)
+        if kind is str:
+            parts.append(quote_json(name) + ":" + quote_json(value))
+        elif kind is int:
+            parts.append(quote_json(name) + ":" + str(value))
+        else:  # not written by index_action/delete_action: the general encoder
+            parts = []
+            break
+    head = (
+        "{" + quote_json(op) + ":{" + ",".join(parts) + "}}"
+        if parts or not meta
+        else _encode_meta(action[0])
+    )
+    return head
 
 
 @dataclass
@@ -185,7 +224,7 @@ class Freshener(Protocol):
         """Re-read the items behind `stale` with consistent reads, in the same order."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     action: Action
     tag: Any
@@ -204,10 +243,14 @@ class BulkWriter:
     reports every outcome, matched to its action by position (the bulk API answers in request
     order).
 
-    Retryable answers (per document or for the whole request) are resent in the next chunk after
-    a capped, jittered backoff, so nothing waits for the end of the run; the helper's own retries
-    are off. Just before a chunk is sent, snapshot writes older than the freshener allows are
-    re-read, so no snapshot write reaches the engine after a newer delete's tombstone expired.
+    Retryable answers (per document or for the whole request) are resent in a following chunk
+    after a capped, jittered backoff, so nothing waits for the end of the run. Just before a chunk
+    is sent, snapshot writes older than the freshener allows are re-read, so no snapshot write
+    reaches the engine after a newer delete's tombstone expired.
+
+    While a request is in flight (on a thread of its own), the next chunk is built: the transform
+    and the scan go on instead of waiting for the cluster. At most one request is in flight, and
+    during a streak of failures chunks are built only after the answer, as before.
     """
 
     client: Any
@@ -222,6 +265,7 @@ class BulkWriter:
         )
         retry: deque[_Pending] = deque()
         source = _Lookahead(self._pendings(actions))
+        ahead: list[_Pending] = []  # the next chunk, built while the last request was in flight
         while True:
             if backoff.failures:
                 delay = backoff.delay()
@@ -231,12 +275,18 @@ class BulkWriter:
                     delay,
                 )
                 self.sleep(delay)
-            chunk = self._chunk(retry, source)
+            chunk = ahead or self._chunk(retry, source)
+            ahead = []
             if not chunk:
                 return
             chunk, done = self._freshen(chunk)
             yield from done
-            error = yield from self._send(chunk, retry)
+            request = _Request(self._post, chunk) if chunk else None
+            if request is not None and not backoff.failures:
+                # If this raises (scan error, Ctrl-C), the request's answer is never read: its
+                # documents count as unacknowledged, as for any interrupted request.
+                ahead = self._chunk(retry, source)
+            error = yield from self._answers(chunk, request, retry)
             if error is None and not retry:
                 backoff.succeeded()
                 continue
@@ -258,8 +308,12 @@ class BulkWriter:
 
     def _pendings(self, actions: Iterable[tuple[Action, Any]]) -> Iterator[_Pending]:
         read_ms = self.freshener.read_ms if self.freshener else None
+        if read_ms is None:
+            for action, tag in actions:
+                yield _Pending(action, tag)
+            return
         for action, tag in actions:
-            yield _Pending(action, tag, read_ms(tag) if read_ms else None)
+            yield _Pending(action, tag, read_ms(tag))
 
     def _chunk(self, retry: deque[_Pending], source: _Lookahead) -> list[_Pending]:
         """Retries first, then new actions, up to the chunk's size and byte caps."""
@@ -316,50 +370,77 @@ class BulkWriter:
         log.info("re-read %d late snapshot writes (%d gone)", len(stale), len(dropped))
         return [p for n, p in enumerate(chunk) if n not in dropped], done
 
-    def _send(
-        self, chunk: list[_Pending], retry: deque[_Pending]
+    def _post(self, chunk: list[_Pending]) -> Any:
+        """One bulk request of the chunk's NDJSON lines (runs on the request's thread)."""
+        lines: list[str] = []
+        append = lines.append
+        for pending in chunk:
+            append(meta_line(pending.action))
+            if pending.action[1] is not None:
+                append(pending.action[1])
+        if is_elasticsearch_client(self.client):
+            return self.client.bulk(operations=lines)
+        return self.client.bulk(body="\n".join(lines) + "\n")
+
+    def _answers(
+        self, chunk: list[_Pending], request: _Request | None, retry: deque[_Pending]
     ) -> Generator[BulkResult, None, Exception | None]:
-        """One bulk request; retryable documents go to `retry`. Returns a retryable request
-        error (the unanswered rest of the chunk is in `retry` then); raises any other."""
-        if not chunk:
+        """The request's outcome per document; retryable documents go to `retry`. Returns a
+        retryable request error (the whole chunk is in `retry` then); raises any other."""
+        if request is None:
             return None
-        results = helpers_for(self.client).streaming_bulk(
-            self.client,
-            [p.action for p in chunk],
-            chunk_size=len(chunk),
-            max_chunk_bytes=self.options.max_chunk_bytes,
-            raise_on_error=False,
-            raise_on_exception=True,
-            max_retries=0,
-            yield_ok=True,
-            expand_action_callback=_identity,
-        )
-        answered = 0
         try:
-            for ok, info in results:
-                pending = chunk[answered]
-                answered += 1
-                op = next(iter(info.values()))
-                status = int(op.get("status", 200 if ok else 500))
-                doc_id = str(op.get("_id"))
-                if doc_id != action_meta(pending.action)["_id"]:
-                    raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
-                if not ok and status in RETRYABLE_STATUS:
-                    pending.status = status
-                    retry.append(pending)
-                    continue
-                error = None if ok else _error_text(op.get("error"), status)
-                yield BulkResult(
-                    pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
-                )
+            response = request.result()
         except Exception as exc:
             if not is_retryable_error(exc):
                 raise
-            retry.extend(chunk[answered:])
+            retry.extend(chunk)
             return exc
-        if answered != len(chunk):
-            raise RuntimeError(f"bulk answered {answered} of {len(chunk)} documents")
+        body = getattr(response, "body", response)  # elasticsearch-py wraps the JSON
+        items = body["items"]
+        if len(items) != len(chunk):
+            raise RuntimeError(f"bulk answered {len(items)} of {len(chunk)} documents")
+        for pending, item in zip(chunk, items, strict=True):
+            op = next(iter(item.values()))
+            status = int(op.get("status", 500))
+            doc_id = str(op.get("_id"))
+            if doc_id != action_meta(pending.action)["_id"]:
+                raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
+            if 200 <= status < 300:
+                error = None
+            elif status in RETRYABLE_STATUS:
+                pending.status = status
+                retry.append(pending)
+                continue
+            else:
+                error = _error_text(op.get("error"), status)
+            yield BulkResult(
+                pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
+            )
         return None
+
+
+class _Request(threading.Thread):
+    """One call on a daemon thread (an interrupted run does not wait for its answer)."""
+
+    def __init__(self, call: Callable[[list[_Pending]], Any], chunk: list[_Pending]) -> None:
+        super().__init__(name="bulk-request", daemon=True)
+        self._call, self._chunk = call, chunk
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._call(self._chunk)
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _Lookahead:
@@ -381,12 +462,9 @@ class _Lookahead:
 
 def _approx_bytes(action: Action) -> int:
     """The request bytes of one action, near enough for the chunk's byte cap."""
-    meta = action_meta(action)
-    return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
-
-
-def _identity(action: Action) -> Action:
-    return action
+    for meta in action[0].values():
+        return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
+    return 120
 
 
 def _error_text(error: Any, status: int) -> str:

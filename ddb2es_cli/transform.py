@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 
 # Exposed by the stdlib's C accelerator; the fastest exact way to quote a JSON string.
+# `_quote_ascii` is what json.dumps(str) uses (ids keep that spelling).
 from json.encoder import encode_basestring as _quote
+from json.encoder import encode_basestring_ascii as _quote_ascii
 from typing import Any
 
 Item = Mapping[str, Mapping[str, Any]]
@@ -39,6 +41,19 @@ _BAD_INDEX_CHARS = frozenset('\\/*?"<>|,# :')
 _BAD_INDEX_START = ("-", "_", "+", ".")
 MAX_INDEX_BYTES = 255
 _EXACT = Context(prec=200)  # beyond any DynamoDB number (38 digits, exponent -130..+125)
+
+# `"name":` per attribute name: names repeat from item to item, quoting them once saves a C call
+# and a concatenation per attribute. Bounded, so a table with ever-new names cannot grow it.
+_NAME_PREFIXES: dict[str, str] = {}
+_MAX_NAME_PREFIXES = 20_000
+# Index names already checked: an item's index comes from a handful of type values.
+_CHECKED_INDEX: dict[str, str | None] = {}
+_MAX_CHECKED_INDEX = 10_000
+
+
+def quote_json(text: str) -> str:
+    """`text` as a JSON string, non-ASCII kept as is (the spelling of every document string)."""
+    return str(_quote(text))
 
 
 class TransformError(ValueError):
@@ -157,25 +172,42 @@ def _encode_element(value: Mapping[str, Any], canonical: bool) -> str:
     return encode_value(value, canonical=canonical)
 
 
+def _name_prefix(name: str) -> str:
+    """`"name":` for an attribute name, from the cache when the name was seen before."""
+    prefix = _NAME_PREFIXES.get(name)
+    if prefix is None:
+        prefix = _quote(name) + ":"
+        if len(_NAME_PREFIXES) < _MAX_NAME_PREFIXES:
+            _NAME_PREFIXES[name] = prefix
+    return prefix
+
+
 def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) -> str:
     """Names sorted: scan responses and stream events list attributes in different orders.
 
-    Strings and numbers, most of any item, are spelled inline: this loop is the reindex hot path.
+    Strings, numbers and booleans, most of any item, are spelled inline: this loop is the
+    reindex hot path (local names and few calls per attribute on purpose).
     """
-    parts = []
+    parts: list[str] = []
+    append = parts.append
+    prefixes = _NAME_PREFIXES
+    quote = _quote
+    is_number = _is_json_number
     for name in sorted(attributes):
         value = attributes[name]
+        prefix = prefixes.get(name) or _name_prefix(name)
         if len(value) == 1:
             if "S" in value:
-                parts.append(_quote(name) + ":" + _quote(value["S"]))
+                append(prefix + quote(value["S"]))
                 continue
             if "N" in value and not canonical:
                 text = value["N"]
-                parts.append(
-                    _quote(name) + ":" + (text if _is_json_number(text) else canonical_number(text))
-                )
+                append(prefix + (text if is_number(text) else canonical_number(text)))
                 continue
-        parts.append(_quote(name) + ":" + encode_value(value, canonical=canonical))
+            if "BOOL" in value:
+                append(prefix + ("true" if value["BOOL"] else "false"))
+                continue
+        append(prefix + encode_value(value, canonical=canonical))
     return "{" + ",".join(parts) + "}"
 
 
@@ -192,14 +224,15 @@ def key_json(item: Item, key_names: Iterable[str]) -> str:
         value = item.get(name)
         if value is None:
             raise TransformError("missing_key", f"key attribute {name!r} is missing")
-        parts.append(json.dumps(name) + ":" + _key_value(value))
+        parts.append(_quote_ascii(name) + ":" + _key_value(value))
     return "{" + ",".join(parts) + "}"
 
 
 def _key_value(value: Mapping[str, Any]) -> str:
     """Key attributes are scalars: S, N or B (DynamoDB allows nothing else in a key)."""
     if "S" in value:
-        return json.dumps(value["S"])
+        text = value["S"]
+        return str(_quote_ascii(text)) if isinstance(text, str) else json.dumps(text)
     if "N" in value:
         return canonical_number(value["N"])
     if "B" in value:
@@ -252,7 +285,12 @@ def type_of(item: Item, shape: TableShape) -> str:
 def index_name(item: Item, shape: TableShape) -> str:
     """The lower-cased type with the prefix; raises TransformError for invalid names."""
     name = (shape.index_prefix + type_of(item, shape)).lower()
-    reason = invalid_index_reason(name)
+    if name in _CHECKED_INDEX:
+        reason = _CHECKED_INDEX[name]
+    else:
+        reason = invalid_index_reason(name)
+        if len(_CHECKED_INDEX) < _MAX_CHECKED_INDEX:
+            _CHECKED_INDEX[name] = reason
     if reason is not None:
         raise TransformError("invalid_index_name", f"index name {name!r} {reason}")
     return name

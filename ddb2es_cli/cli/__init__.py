@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ddb2es_cli import __version__
 from ddb2es_cli.cli.common import JSON_ERRORS, AppContext, setup_logging
@@ -29,6 +29,9 @@ from ddb2es_cli.cli.template import template
 from ddb2es_cli.config import DynamoSettings
 from ddb2es_cli.errors import Ddb2esError, ExitStatus
 from ddb2es_cli.redaction import redact
+
+if TYPE_CHECKING:
+    from botocore.exceptions import BotoCoreError, ClientError
 
 
 class Ddb2esGroup(click.Group):
@@ -48,18 +51,30 @@ class Ddb2esGroup(click.Group):
             return super().invoke(ctx)
         except Ddb2esError as exc:
             fail(ctx, str(exc), exc.exit_status)
-        except (BotoCoreError, ClientError) as exc:
-            # A DynamoDB call no core function wrapped: still one line naming the endpoint.
-            from ddb2es_cli.clients import aws_error
-
-            error = aws_error(exc, _dynamodb_settings(ctx))
-            fail(ctx, str(error), error.exit_status)
         except click.ClickException as exc:
             if not ctx.meta.get(JSON_ERRORS):
                 raise
             fail(ctx, exc.format_message(), ExitStatus(exc.exit_code))
         except (KeyboardInterrupt, click.Abort):
             fail(ctx, "interrupted", ExitStatus.INTERRUPTED)
+        except Exception as exc:
+            if not isinstance(exc, _aws_errors()):
+                raise
+            # A DynamoDB call no core function wrapped: still one line naming the endpoint.
+            from ddb2es_cli.clients import aws_error
+
+            aws = cast("BotoCoreError | ClientError", exc)
+            error = aws_error(aws, _dynamodb_settings(ctx))
+            fail(ctx, str(error), error.exit_status)
+
+
+def _aws_errors() -> tuple[type[Exception], ...]:
+    """botocore's error classes, if botocore was imported (no botocore, no botocore error):
+    `--help` and commands that never reach DynamoDB skip its import."""
+    module = sys.modules.get("botocore.exceptions")
+    if module is None:
+        return ()
+    return (module.BotoCoreError, module.ClientError)
 
 
 def fail(ctx: click.Context, message: str, status: ExitStatus) -> None:

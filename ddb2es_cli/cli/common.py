@@ -9,15 +9,33 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from ddb2es_cli.config import Settings, load_settings
 from ddb2es_cli.errors import Cancelled
 from ddb2es_cli.redaction import RedactingFormatter
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+
+# rich costs about 50 ms to import: only output that draws a table or markup loads it.
+def Table(*columns: Any, **options: Any) -> RichTable:
+    """rich's Table, imported on first use."""
+    from rich.table import Table as RichTable
+
+    return RichTable(*columns, **options)
+
+
+def escape(markup: str) -> str:
+    """rich's markup escape, imported on first use."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(markup)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -158,6 +176,8 @@ def emit(app: AppContext, data: Any, render: Callable[[Console], None]) -> None:
     else:
         # Piped output keeps whole names (rich would fold tables to 80 columns).
         width = None if sys.stdout.isatty() else 200
+        from rich.console import Console
+
         render(Console(highlight=False, width=width))
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from ddb2es_cli.cli.common import (
     AppContext,
@@ -21,6 +20,8 @@ from ddb2es_cli.config import TableSettings
 from ddb2es_cli.errors import ConfigError, ExitStatus
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ddb2es_cli.export.rebuild import ExportSource
     from ddb2es_cli.reindex import ReindexOptions
 

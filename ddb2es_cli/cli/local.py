@@ -7,13 +7,15 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from ddb2es_cli.cli.common import app_of, emit, output_options
+from ddb2es_cli.cli.common import Table, app_of, emit, output_options
 from ddb2es_cli.errors import ConfigError, ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @click.group()

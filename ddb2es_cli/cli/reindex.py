@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ddb2es_cli.cli.common import (
     Bars,
+    Table,
     app_of,
     confirm,
     emit,
@@ -28,6 +27,9 @@ from ddb2es_cli.cli.common import (
 from ddb2es_cli.cli.scale import lease_option, run_scaled, state_table_option
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 page_size_option = click.option(
     "--page-size",

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ddb2es_cli.cli.common import (
     Bars,
+    Table,
     app_of,
     confirm,
     emit,
@@ -29,6 +28,9 @@ from ddb2es_cli.cli.common import (
 from ddb2es_cli.cli.reindex import page_size_option
 from ddb2es_cli.cli.scale import lease_option, state_options, state_table_option
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class _ReloadGroup(click.Group):

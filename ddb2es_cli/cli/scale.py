@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from ddb2es_cli.cli.common import AppContext, Bars, app_of, emit, make_clients, output_options
+from ddb2es_cli.cli.common import (
+    AppContext,
+    Bars,
+    Table,
+    app_of,
+    emit,
+    make_clients,
+    output_options,
+)
 from ddb2es_cli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_STATE_TABLE = "ddb2es-state"
 

@@ -13,10 +13,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ddb2es_cli.cli.common import (
+    Table,
     app_of,
     emit,
     failures_option,
@@ -28,6 +27,8 @@ from ddb2es_cli.cli.common import (
 from ddb2es_cli.errors import ExitStatus
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ddb2es_cli.stream_runner import StreamStatus
 
 SUMMARY_COLUMNS = (
