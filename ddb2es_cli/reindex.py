@@ -7,32 +7,39 @@ pages before it in its segment) was acknowledged, so `--resume` never skips an i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, RunState
-from ddb2es_cli.config import DEFAULT_PAGE_LIMIT, Settings, TableSettings
-from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
+from ddb2es_cli.checkpoint import RunState
+from ddb2es_cli.clients import run_stopped
+from ddb2es_cli.config import Settings, TableSettings
+from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.failures import key_of_id
+from ddb2es_cli.index_settings import restore_settings as restore_settings
 from ddb2es_cli.ownership import create_owned_index, is_owned
-from ddb2es_cli.segments import default_segments
+from ddb2es_cli.reindex_plan import Progress as Progress
+from ddb2es_cli.reindex_plan import ReindexOptions as ReindexOptions
+from ddb2es_cli.reindex_plan import ReindexSummary as ReindexSummary
+from ddb2es_cli.reindex_plan import TablePlan as TablePlan
+from ddb2es_cli.reindex_plan import TableSummary as TableSummary
+from ddb2es_cli.reindex_plan import _NoProgress
+from ddb2es_cli.reindex_plan import plan_reindex as plan_reindex
+from ddb2es_cli.reindex_plan import state_path_for as state_path_for
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
     DEFAULT_GC_DELETES_MS,
     Action,
-    BulkOptions,
     BulkResult,
     BulkWriter,
     Failure,
     FailureLog,
     IndexStats,
-    KeyJson,
     Refreshed,
     apply_index_settings,
     current_load_settings,
@@ -43,15 +50,12 @@ from ddb2es_cli.source import (
     CapacityLimiter,
     Page,
     SegmentTask,
-    TableInfo,
-    describe_table,
     get_items_consistently,
     install_fast_decode,
     key_for_state,
     scan_pages,
 )
 from ddb2es_cli.transform import (
-    SHA_ID_PREFIX,
     Document,
     TableShape,
     TransformError,
@@ -62,141 +66,6 @@ from ddb2es_cli.transform import (
 )
 
 log = logging.getLogger("ddb2es.reindex")
-
-
-@dataclass
-class ReindexOptions:
-    segments: int = field(default_factory=default_segments)
-    bulk: BulkOptions = field(default_factory=BulkOptions)
-    max_rcu: float | None = None
-    bulk_load_settings: bool | None = None  # None: only for indices this run creates
-    failures_path: Path | None = Path("ddb2es-failures.ndjson")
-    state_path: Path | None = None  # default: .ddb2es/reindex-<tables>.json
-    resume: bool = False
-    page_limit: int | None = DEFAULT_PAGE_LIMIT  # None: DynamoDB's own 1 MB pages
-    fast_decode: bool = True
-    refresh: bool = True
-    # Documents of index X go to X + suffix (blue/green loads into new generations).
-    index_suffix: str = ""
-    # More settings for the load, restored afterwards like the others (e.g. index.gc_deletes).
-    extra_load_settings: dict[str, Any] = field(default_factory=dict)
-    # A full S3 export to read instead of scanning (runs of workers; one process: pages_from).
-    from_export: str | None = None
-    max_read_mbps: float | None = None  # this worker's cap on export bytes read per second
-
-
-@dataclass
-class TableSummary:
-    table: str
-    estimated_items: int
-    scanned: int = 0
-    indexed: int = 0
-    conflicts: int = 0
-    failed: int = 0
-    gone: int = 0  # late writes whose item was deleted meanwhile (re-read, not sent)
-    rcu: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    @property
-    def duration(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    def as_dict(self) -> dict[str, Any]:
-        rate = self.scanned / self.duration if self.duration > 0 else 0.0
-        return {
-            "table": self.table,
-            "estimated_items": self.estimated_items,
-            "scanned": self.scanned,
-            "indexed": self.indexed,
-            "conflicts": self.conflicts,
-            "failed": self.failed,
-            "gone": self.gone,
-            "rcu": round(self.rcu, 1),
-            "duration_s": round(self.duration, 2),
-            "items_per_s": round(rate, 1),
-        }
-
-
-@dataclass
-class ReindexSummary:
-    tables: dict[str, TableSummary]
-    indices: dict[str, IndexStats]
-    failures: int
-    failures_path: str | None
-    failure_examples: list[Failure]
-    restored: list[str]
-    resumed: bool
-    created: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "tables": [t.as_dict() for t in self.tables.values()],
-            "indices": {name: vars(s) for name, s in sorted(self.indices.items())},
-            "failures": self.failures,
-            "failures_path": self.failures_path if self.failures else None,
-            "restored_settings": self.restored,
-            "created_indices": self.created,
-            "resumed": self.resumed,
-        }
-
-
-# --- plan ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class TablePlan:
-    settings: TableSettings
-    info: TableInfo
-    shape: TableShape
-
-    def as_dict(self, segments: int) -> dict[str, Any]:
-        return {
-            "table": self.info.name,
-            "hash_key": self.info.hash_key,
-            "range_key": self.info.range_key,
-            "estimated_items": self.info.item_count,
-            "segments": segments,
-            "type_attribute": self.shape.type_attribute,
-            "index_prefix": self.shape.index_prefix,
-            "default_index": (self.shape.index_prefix + self.shape.default_type).lower(),
-        }
-
-
-def plan_reindex(ddb: Any, tables: list[TableSettings]) -> list[TablePlan]:
-    """What a run would read; reads only table descriptions (the `--dry-run` output)."""
-    plans = []
-    for table in tables:
-        info = describe_table(ddb, table.name)
-        plans.append(TablePlan(table, info, table.shape(info.hash_key, info.range_key)))
-    return plans
-
-
-def state_path_for(tables: list[TableSettings], state_dir: Path = DEFAULT_STATE_DIR) -> Path:
-    names = ",".join(sorted(t.name for t in tables))
-    digest = hashlib.sha256(names.encode()).hexdigest()[:12]
-    return state_dir / f"reindex-{digest}.json"
-
-
-# --- run -----------------------------------------------------------------------------------------
-
-
-class Progress(Protocol):
-    """Where progress goes (the CLI draws bars); the core knows nothing of terminals.
-
-    `done`: items a resumed run scanned before (the bar starts there, not at 0)."""
-
-    def start(self, table: str, estimated_items: int, done: int = 0) -> None: ...
-
-    def advance(self, table: str, items: int) -> None: ...
-
-
-class _NoProgress:
-    def start(self, table: str, estimated_items: int, done: int = 0) -> None:
-        pass
-
-    def advance(self, table: str, items: int) -> None:
-        pass
 
 
 @dataclass
@@ -401,7 +270,9 @@ class _Run:
             stats.failed += 1
             if summary:
                 summary.failed += 1
-            self.failures.write(Failure(table, _key_of(doc_id), index, doc_id, f"{status} {error}"))
+            self.failures.write(
+                Failure(table, key_of_id(doc_id), index, doc_id, f"{status} {error}")
+            )
         if result_tag is not None:
             result_tag.remaining -= 1
             self._settle(table, result_tag.page.segment)
@@ -490,28 +361,6 @@ class _Run:
         self.failures.close()
 
 
-def restore_settings(es: Any, state: RunState) -> list[str]:
-    """Put back the index settings a bulk load changed; what fails stays pending for next time."""
-    restored = []
-    for index, values in list(state.pending_restore.items()):
-        try:
-            if es.indices.exists(index=index):
-                apply_index_settings(es, index, values)
-                restored.append(index)
-            state.pending_restore.pop(index)
-        except Exception as exc:
-            log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
-    state.save()
-    return restored
-
-
-def _key_of(doc_id: str) -> Any:
-    """The key in document form, as every failures-file line carries it."""
-    if doc_id.startswith(SHA_ID_PREFIX):
-        return doc_id  # the key is in the document's _ddb2es_key
-    return KeyJson(doc_id)
-
-
 def _item_key(item: dict[str, Any], shape: TableShape) -> Any:
     try:
         return json.loads(key_json(item, shape.key_names))
@@ -567,7 +416,7 @@ def run_reindex(
     except Ddb2esError:
         raise
     except Exception as exc:
-        raise _as_run_error(exc, settings) from exc
+        raise run_stopped(exc, settings.search) from exc
     finally:
         for summary in run.summaries.values():
             summary.finished = time.monotonic()
@@ -584,23 +433,4 @@ def run_reindex(
         run.restored,
         options.resume,
         run.created,
-    )
-
-
-def _as_run_error(exc: Exception, settings: Settings) -> Ddb2esError:
-    """Connection loss and auth errors stop the run with one clear line (state is saved)."""
-    from ddb2es_cli.clients import call_search
-
-    def reraise() -> None:
-        raise exc
-
-    try:
-        call_search(settings.search, reraise)
-    except Ddb2esError as known:
-        return ConnectionFailed(f"{known}; progress is saved: rerun with --resume")
-    except Exception:
-        pass
-    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-    return Ddb2esError(
-        f"reindex stopped: {type(exc).__name__}: {text}; progress is saved: rerun with --resume"
     )

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ddb2es_cli.clients import run_stopped
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError, ExitStatus
 from ddb2es_cli.ownership import RunLock
@@ -37,7 +38,6 @@ from ddb2es_cli.reindex import (
     ReindexSummary,
     TablePlan,
     TableSummary,
-    _as_run_error,
     _PageAck,
     _Run,
     plan_reindex,
@@ -449,7 +449,7 @@ def work(
     except Ddb2esError:
         raise
     except Exception as exc:
-        raise _as_run_error(exc, settings) from exc
+        raise run_stopped(exc, settings.search) from exc
     finally:
         for summary in worker.summaries.values():
             summary.finished = time.monotonic()

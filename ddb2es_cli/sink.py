@@ -1,5 +1,5 @@
-"""Search side of a rebuild: versioned bulk writes, per-index stats, the failures file, and
-index settings for bulk loads.
+"""Search side of a rebuild: versioned bulk writes and per-index stats (the failures file is in
+failures.py, the bulk-load settings in index_settings.py).
 
 Documents are already JSON text (the transform's exact numbers), so the bulk body is built here
 as NDJSON and sent with the client's own `bulk` call: the client keeps doing auth, TLS, retries
@@ -15,23 +15,27 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from decimal import Decimal
-from pathlib import Path
-from typing import IO, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from ddb2es_cli.checkpoint import open_private
 from ddb2es_cli.clients import is_elasticsearch_client
+from ddb2es_cli.failures import Failure as Failure
+from ddb2es_cli.failures import FailureLog as FailureLog
+from ddb2es_cli.failures import KeyJson as KeyJson
+from ddb2es_cli.failures import exact_json as exact_json
+from ddb2es_cli.failures import failure_line as failure_line
+from ddb2es_cli.index_settings import BULK_LOAD_SETTINGS as BULK_LOAD_SETTINGS
+from ddb2es_cli.index_settings import DEFAULT_GC_DELETES_MS as DEFAULT_GC_DELETES_MS
+from ddb2es_cli.index_settings import apply_index_settings as apply_index_settings
+from ddb2es_cli.index_settings import current_load_settings as current_load_settings
+from ddb2es_cli.index_settings import gc_deletes_ms as gc_deletes_ms
+from ddb2es_cli.index_settings import parse_time_ms as parse_time_ms
 from ddb2es_cli.retry import CONFLICT_STATUS, RETRYABLE_STATUS, Backoff, is_retryable_error
 from ddb2es_cli.transform import Document, quote_json
 
 Action = tuple[dict[str, Any], str | None]  # (metadata line, document JSON or None)
 
 log = logging.getLogger("ddb2es.sink")
-
-# A snapshot write must reach the engine while the tombstone of any newer delete still stands
-# (`index.gc_deletes`, 60 s unless set): one that waited longer than half of it is re-read first.
-DEFAULT_GC_DELETES_MS = 60_000
 
 
 def index_action(doc: Document, version: int) -> Action:
@@ -94,69 +98,6 @@ class IndexStats:
     # Snapshot writes that waited too long and were re-read: written fresh, or dropped as deleted.
     reread: int = 0
     gone: int = 0
-
-
-@dataclass(frozen=True)
-class Failure:
-    table: str
-    key: Any
-    index: str | None
-    id: str | None
-    reason: str
-
-
-class KeyJson(str):
-    """A key already in its exact JSON form (a document id): written as JSON, not as a string."""
-
-
-def exact_json(value: Any) -> str:
-    """JSON text with Decimal numbers written as numbers, digit for digit."""
-    if isinstance(value, KeyJson):
-        return str(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return (
-            "{" + ",".join(f"{json.dumps(str(k))}:{exact_json(v)}" for k, v in value.items()) + "}"
-        )
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(exact_json(v) for v in value) + "]"
-    return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def failure_line(failure: Failure) -> str:
-    """One NDJSON line; the key keeps its exact numbers (no float on the way)."""
-    data = asdict(failure)
-    key_text = exact_json(data.pop("key"))
-    rest = json.dumps(data, default=str, ensure_ascii=False)
-    return '{"key": ' + key_text + ", " + rest[1:]
-
-
-class FailureLog:
-    """NDJSON failures file, opened on the first failure only (no empty files on clean runs)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.count = 0
-        self.examples: list[Failure] = []
-        self._handle: IO[str] | None = None
-
-    def write(self, failure: Failure) -> None:
-        self.count += 1
-        if len(self.examples) < 5:
-            self.examples.append(failure)
-        if self.path is None:
-            return
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open_private(self.path, "a")  # keys and engine text: 0600
-        self._handle.write(failure_line(failure) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
 
 
 GONE_STATUS = 404  # BulkResult of a re-read snapshot write whose item no longer exists
@@ -476,54 +417,3 @@ def _error_text(error: Any, status: int) -> str:
             reason = f"{reason} ({caused['reason']})"
         return f"{kind}: {reason}"[:500]
     return f"HTTP {status}: {error}"[:500]
-
-
-# --- bulk-load settings ------------------------------------------------------------------------
-
-BULK_LOAD_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
-
-
-def current_load_settings(
-    client: Any, index: str, names: Iterable[str] = tuple(BULK_LOAD_SETTINGS)
-) -> dict[str, Any]:
-    """The values a bulk load changes, as they are now (None: not set, the engine default)."""
-    wanted = list(names)
-    found = client.indices.get_settings(index=index, name=",".join(f"index.{n}" for n in wanted))
-    first: dict[str, Any] = next(iter(found.values()), {})
-    settings = first.get("settings", {}).get("index", {})
-    return {name: settings.get(name) for name in wanted}
-
-
-_TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_time_ms(value: str) -> int | None:
-    """An engine time value (`60s`, `1h`, `500ms`) in milliseconds; None if not one."""
-    text = value.strip().lower()
-    for unit in ("ms", "s", "m", "h", "d"):
-        number = text.removesuffix(unit)
-        if number != text and number.replace(".", "", 1).isdigit():
-            return int(float(number) * _TIME_UNITS_MS[unit])
-    return None
-
-
-def gc_deletes_ms(client: Any, index: str) -> int:
-    """How long the engine keeps delete tombstones in `index` (its default when unknown)."""
-    try:
-        found = client.indices.get_settings(
-            index=index, name="index.gc_deletes", include_defaults=True
-        )
-    except Exception as exc:
-        log.debug("cannot read index.gc_deletes of %s: %s", index, exc)
-        return DEFAULT_GC_DELETES_MS
-    for info in found.values():
-        for part in ("settings", "defaults"):
-            value = info.get(part, {}).get("index", {}).get("gc_deletes")
-            parsed = parse_time_ms(str(value)) if value is not None else None
-            if parsed is not None:
-                return parsed
-    return DEFAULT_GC_DELETES_MS
-
-
-def apply_index_settings(client: Any, index: str, values: dict[str, Any]) -> None:
-    client.indices.put_settings(index=index, body={"index": values})

@@ -54,9 +54,13 @@ LAMBDA_MODULES = (
     "collisions.py",  # re-exported by config.py
     "transform.py",
     "clients.py",
+    "dynamodb_client.py",
+    "transport_warnings.py",
     "ownership.py",
     "retry.py",
     "sink.py",
+    "failures.py",
+    "index_settings.py",
     "stream.py",
     "stream_observe.py",
 )

@@ -493,26 +493,26 @@ def test_redact_masks_aws_and_auth_headers_from_any_library() -> None:
 def test_transport_warnings_once(
     settings: SearchSettings, warning: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ddb2es_cli import clients
+    from ddb2es_cli import transport_warnings
 
-    clients._warned.clear()
+    transport_warnings._warned.clear()
     with caplog.at_level(logging.WARNING, logger="ddb2es.clients"):
-        clients._warn_transport(settings)
-        clients._warn_transport(settings)
+        transport_warnings.warn_transport(settings)
+        transport_warnings.warn_transport(settings)
     found = [r.getMessage() for r in caplog.records if warning in r.getMessage()]
     assert len(found) == 1, caplog.records
     assert "p@" not in found[0]
 
 
 def test_no_warning_for_loopback_or_verified_tls(caplog: pytest.LogCaptureFixture) -> None:
-    from ddb2es_cli import clients
+    from ddb2es_cli import transport_warnings
 
-    clients._warned.clear()
+    transport_warnings._warned.clear()
     with caplog.at_level(logging.WARNING, logger="ddb2es.clients"):
-        clients._warn_transport(SearchSettings(url="http://127.0.0.1:9200", auth="basic"))
-        clients._warn_transport(SearchSettings(url="http://localhost:9200", auth="api-key"))
-        clients._warn_transport(SearchSettings(url="http://search.example:9200"))  # no secret
-        clients._warn_transport(SearchSettings(url="https://search.example", auth="basic"))
+        transport_warnings.warn_transport(SearchSettings(url="http://127.0.0.1:9200", auth="basic"))
+        transport_warnings.warn_transport(SearchSettings(url="http://localhost:9200", auth="api-key"))
+        transport_warnings.warn_transport(SearchSettings(url="http://search.example:9200"))  # no secret
+        transport_warnings.warn_transport(SearchSettings(url="https://search.example", auth="basic"))
     assert not caplog.records
 
 
