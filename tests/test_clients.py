@@ -505,14 +505,14 @@ def test_transport_warnings_once(
 
 
 def test_no_warning_for_loopback_or_verified_tls(caplog: pytest.LogCaptureFixture) -> None:
-    from ddb2es_cli import transport_warnings
+    from ddb2es_cli.transport_warnings import _warned, warn_transport
 
-    transport_warnings._warned.clear()
+    _warned.clear()
     with caplog.at_level(logging.WARNING, logger="ddb2es.clients"):
-        transport_warnings.warn_transport(SearchSettings(url="http://127.0.0.1:9200", auth="basic"))
-        transport_warnings.warn_transport(SearchSettings(url="http://localhost:9200", auth="api-key"))
-        transport_warnings.warn_transport(SearchSettings(url="http://search.example:9200"))  # no secret
-        transport_warnings.warn_transport(SearchSettings(url="https://search.example", auth="basic"))
+        warn_transport(SearchSettings(url="http://127.0.0.1:9200", auth="basic"))
+        warn_transport(SearchSettings(url="http://localhost:9200", auth="api-key"))
+        warn_transport(SearchSettings(url="http://search.example:9200"))  # no secret
+        warn_transport(SearchSettings(url="https://search.example", auth="basic"))
     assert not caplog.records
 
 
