@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.rate import RateLimiter
+from ddb2es_cli.retry import Backoff
 from ddb2es_cli.transform import canonical_number
 
 Key = dict[str, dict[str, Any]]
@@ -40,6 +40,9 @@ THROTTLING_CODES = frozenset(
     }
 )
 _FAST_DECODE_KEYS = ("Items", "LastEvaluatedKey", "Count", "ScannedCount", "ConsumedCapacity")
+
+# How long a Scan may stay throttled (after botocore's own retries) before the run stops.
+THROTTLE_RETRY_FOR = 600.0
 
 
 class TableNotFound(Ddb2esError):
@@ -160,7 +163,8 @@ def get_items_consistently(
         found: dict[str, dict[str, Any]] = {}
         read_ms = int(time.time() * 1000)
         pending = wanted
-        attempt = 0
+        # Unprocessed keys are throttling too: the same capped backoff as a throttled call.
+        backoff = Backoff(initial=0.05, cap=5.0, give_up_after=THROTTLE_RETRY_FOR)
         while pending:
             request = {"RequestItems": {table: {"Keys": pending, "ConsistentRead": True}}}
             response = _with_throttle_retry(
@@ -170,8 +174,13 @@ def get_items_consistently(
                 found[_key_text(item, wanted[0])] = item
             pending = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
             if pending:
-                attempt += 1
-                time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
+                backoff.failed()
+                if backoff.exhausted:
+                    raise Ddb2esError(
+                        f"DynamoDB left {len(pending)} keys of {table} unprocessed for "
+                        f"{THROTTLE_RETRY_FOR:.0f} s (throttled): rerun with --resume"
+                    )
+                time.sleep(backoff.delay())
         out.extend((found.get(_key_text(k, k)), read_ms) for k in wanted)
     return out
 
@@ -401,16 +410,24 @@ def scan_pages(
 
 
 def _with_throttle_retry(
-    call: Any, request: dict[str, Any], stop: threading.Event, max_backoff: float
+    call: Any,
+    request: dict[str, Any],
+    stop: threading.Event,
+    max_backoff: float,
+    give_up_after: float | None = THROTTLE_RETRY_FOR,
 ) -> Any:
-    attempt = 0
+    """Throttling that outlasted botocore's own retries, retried with capped jittered backoff
+    (`retry.Backoff`) for at most `give_up_after` seconds in a row; then the error stops the run.
+    None when the scan was stopped meanwhile."""
+    backoff = Backoff(initial=0.05, cap=max_backoff, give_up_after=give_up_after)
     while not stop.is_set():
         try:
             return call(**request)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in THROTTLING_CODES:
                 raise
-            attempt += 1
-            # Full jitter (AWS architecture blog): spreads retries of many threads apart.
-            time.sleep(random.uniform(0, min(max_backoff, 0.05 * 2**attempt)))
+            backoff.failed()
+            if backoff.exhausted:
+                raise
+            stop.wait(backoff.delay())
     return None

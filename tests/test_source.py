@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
 
 from ddb2es_cli.source import (
     CapacityLimiter,
     SegmentTask,
+    _with_throttle_retry,
     key_for_request,
     key_for_state,
     scan_pages,
@@ -82,3 +87,30 @@ def test_pages_read_ahead_are_bounded_whatever_the_table_size(stack: Stack) -> N
         assert ddb.scans <= taken + 2
         assert page.table == table
     assert taken >= 40
+
+
+def _throttled(calls: list[dict[str, Any]], times: int) -> Any:
+    def call(**request: Any) -> Any:
+        calls.append(request)
+        if len(calls) <= times:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "Scan")
+        return {"Items": []}
+
+    return call
+
+
+def test_throttling_is_retried_until_the_call_goes_through() -> None:
+    calls: list[dict[str, Any]] = []
+    answer = _with_throttle_retry(_throttled(calls, 3), {}, threading.Event(), max_backoff=0.01)
+    assert answer == {"Items": []} and len(calls) == 4
+
+
+def test_throttling_past_its_retry_budget_stops_with_the_error() -> None:
+    """botocore's retries, then ours for a bounded time: never an endless loop."""
+    calls: list[dict[str, Any]] = []
+    with pytest.raises(ClientError):
+        _with_throttle_retry(
+            _throttled(calls, 10**9), {}, threading.Event(), max_backoff=0.01, give_up_after=0.2
+        )
+    assert len(calls) >= 2
