@@ -24,7 +24,8 @@ from ddb2es_cli.ownership import (
 )
 from ddb2es_cli.reindex import ReindexOptions, ReindexSummary
 from ddb2es_cli.source import CapacityLimiter, SegmentTask, describe_table, scan_pages
-from ddb2es_cli.stream import REBUILD_CHECK_SECONDS, view_refusal
+from ddb2es_cli.stream_indices import REBUILD_CHECK_SECONDS
+from ddb2es_cli.stream_records import view_refusal
 from ddb2es_cli.template import apply_template, template_spec
 from ddb2es_cli.transform import TransformError, index_name
 
