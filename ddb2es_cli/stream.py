@@ -62,6 +62,9 @@ LAMBDA_MODULES = (
     "transform.py",
     "clients.py",
     "ownership.py",
+    "ownership_marks.py",  # ownership.py re-exports these three
+    "ownership_generations.py",
+    "ownership_control.py",
     "retry.py",
     "sink.py",
     "stream.py",
