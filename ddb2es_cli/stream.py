@@ -84,10 +84,9 @@ LAMBDA_DEPENDENCIES = (
 )
 
 
-FAILURE_DESTINATION_ENV = "DDB2ES_FAILURE_DESTINATION"
-
-
 # --- the Lambda function -----------------------------------------------------------------------
+
+FAILURE_DESTINATION_ENV = "DDB2ES_FAILURE_DESTINATION"
 
 
 def config_from_env(env: Mapping[str, str]) -> tuple[SearchSettings, StreamConfig]:

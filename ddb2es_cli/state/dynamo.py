@@ -54,6 +54,8 @@ class DynamoState(DynamoTable):
     def describe(self) -> str:
         return f"state table {self.table}"
 
+    # -- runs --
+
     def create_run(self, run: RunRecord, units: list[UnitRecord]) -> None:
         pk = _s(f"run#{run.run_id}")
         for unit in units:
