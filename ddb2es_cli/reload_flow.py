@@ -45,6 +45,7 @@ def delete_flow(
     progress: Progress | None,
     started: float,
 ) -> ReloadSummary:
+    """Delete the owned indices, reload into the live names, verify: empty until refilled."""
     deleted: list[str] = []
     deployment = settings.deployment_name
     if not options.reindex.resume:
@@ -105,6 +106,7 @@ def blue_green_flow(
     progress: Progress | None,
     started: float,
 ) -> ReloadSummary:
+    """Load a new generation beside each index, verify it, swap every alias in one call."""
     deployment = settings.deployment_name
     reindex_options = replace(
         options.reindex,

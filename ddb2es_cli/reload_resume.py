@@ -16,6 +16,7 @@ from ddb2es_cli.reload_plan import ReloadOptions
 
 
 def reload_state_path(tables: list[TableSettings]) -> Path:
+    """`.ddb2es/reload-<hash>.json`: the reindex state name of the same tables, renamed."""
     return state_path_for(tables, DEFAULT_STATE_DIR).with_name(
         state_path_for(tables).name.replace("reindex-", "reload-")
     )
