@@ -15,7 +15,7 @@ from ddb2es_cli.collisions import key_collisions
 from ddb2es_cli.config import Settings, TableSettings, redact
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.reindex import restore_settings
-from ddb2es_cli.stream import view_refusal
+from ddb2es_cli.stream_records import view_refusal
 from ddb2es_cli.template import check_template, endpoint, template_spec
 
 

@@ -27,7 +27,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from ddb2es_cli.redaction import redact
-from ddb2es_cli.stream import RecordFailure, StreamResult, newest_creation, table_of
+from ddb2es_cli.stream_records import RecordFailure, StreamResult, newest_creation, table_of
 
 NAMESPACE = "ddb2es"
 NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"  # Powertools' own variable, honoured here too

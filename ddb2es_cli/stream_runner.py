@@ -11,163 +11,41 @@ until it applies or the run is interrupted; the checkpoint never passes it.
 
 A checkpoint older than the stream keeps (24 h) means lost updates: the run stops and asks for a
 reindex, unless `--from trim-horizon` was given explicitly.
+
+This module is the run loop and the page application; the parts live in stream_options.py,
+stream_checkpoints.py and stream_shards.py. Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
 from ddb2es_cli.config import Settings, TableSettings
-from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.retry import Backoff
 from ddb2es_cli.sink import Failure, FailureLog
 from ddb2es_cli.source import THROTTLING_CODES, describe_table
-from ddb2es_cli.stream import (
-    RecordFailure,
-    StreamConfig,
-    apply_batch,
-    newest_creation,
-    view_refusal,
-)
+from ddb2es_cli.stream_apply import apply_batch
+from ddb2es_cli.stream_checkpoints import CheckpointTrimmed as CheckpointTrimmed
+from ddb2es_cli.stream_checkpoints import Shard, ShardCheckpoints
+from ddb2es_cli.stream_checkpoints import state_path_for as state_path_for
+from ddb2es_cli.stream_options import CAUGHT_UP_EMPTY_PAGES as CAUGHT_UP_EMPTY_PAGES
+from ddb2es_cli.stream_options import StreamOptions as StreamOptions
+from ddb2es_cli.stream_options import StreamStatus as StreamStatus
+from ddb2es_cli.stream_options import StreamSummary as StreamSummary
+from ddb2es_cli.stream_options import TableStreamStats as TableStreamStats
+from ddb2es_cli.stream_records import RecordFailure, StreamConfig, newest_creation, view_refusal
+from ddb2es_cli.stream_shards import ShardReading
 
 log = logging.getLogger("ddb2es.stream")
-
-
-class CheckpointTrimmed(Ddb2esError):
-    """The checkpoint is older than the stream's retention: updates were lost (exit 1)."""
-
-
-# An open shard counts as caught up after this many empty pages in a row (unless a record written
-# after the run started was read first). Real DynamoDB Streams answer empty pages in the middle
-# of a shard, so two are not enough.
-CAUGHT_UP_EMPTY_PAGES = 10
-
-
-@dataclass
-class StreamOptions:
-    # trim-horizon | latest | an ISO 8601 time; None: trim-horizon by default, which (unlike an
-    # explicit trim-horizon) refuses to go on from a trimmed checkpoint.
-    start: str | None = None
-    until_caught_up: bool = False
-    state_path: Path | None = None
-    failures_path: Path | None = Path("ddb2es-stream-failures.ndjson")
-    batch_size: int = 1000
-    poll_interval: float = 1.0
-    caught_up_empty_pages: int = CAUGHT_UP_EMPTY_PAGES
-    initial_backoff: float = 0.5
-    max_backoff: float = 30.0
-    # Told every status_interval seconds how far the run is (StreamStatus); the CLI prints it.
-    status: Callable[[StreamStatus], None] | None = None
-    status_interval: float = 10.0
-
-
-@dataclass
-class TableStreamStats:
-    """The deployed handler's counters (stream_observe.py), summed over the run.
-
-    `failed`: permanent failures (PermanentFailures); `retried`: records not applied on a try
-    and tried again (RetryableFailures); `lag_seconds`: now minus the newest
-    ApproximateCreationDateTime of the last page applied (ReplicationLag), None before one.
-    """
-
-    table: str
-    stream_arn: str
-    shards: int = 0
-    records: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    conflicts: int = 0
-    failed: int = 0
-    retried: int = 0
-    lag_seconds: float | None = None
-
-
-@dataclass(frozen=True)
-class StreamStatus:
-    """One status report of a following run: what was applied since the last one, and totals.
-
-    `lag_seconds`: age of the newest record applied since the last report (None: idle).
-    """
-
-    applied: int
-    records: int
-    indexed: int
-    deleted: int
-    conflicts: int
-    failed: int
-    retried: int
-    lag_seconds: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
-@dataclass
-class StreamSummary:
-    tables: dict[str, TableStreamStats]
-    failures: int = 0
-    failures_path: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "tables": [vars(t) for t in self.tables.values()],
-            "failures": self.failures,
-            "failures_path": self.failures_path if self.failures else None,
-        }
-
-
-@dataclass
-class _Shard:
-    arn: str
-    table: str
-    shard_id: str
-    parent: str | None
-    closed: bool
-    iterator: str | None = None
-    empty_polls: int = 0
-    reached_start: bool = False  # a record written after the run started was read
-
-
-@dataclass
-class _State:
-    """Per stream and shard: the last applied sequence number, and whether the shard is done."""
-
-    path: Path
-    shards: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> _State:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return cls(path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"stream state file {path} cannot be read: {exc}") from None
-        return cls(path, data.get("streams", {}))
-
-    def get(self, arn: str, shard_id: str) -> dict[str, Any]:
-        return self.shards.setdefault(arn, {}).setdefault(shard_id, {"seq": None, "done": False})
-
-    def save(self) -> None:
-        write_json_atomic(self.path, {"streams": self.shards})
-
-
-def state_path_for(tables: list[TableSettings], state_dir: Path = DEFAULT_STATE_DIR) -> Path:
-    names = ",".join(sorted(t.name for t in tables))
-    return state_dir / f"stream-{hashlib.sha256(names.encode()).hexdigest()[:12]}.json"
 
 
 def _start_time(start: str | None) -> datetime | None:
@@ -182,7 +60,7 @@ def _start_time(start: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-class _Runner:
+class _Runner(ShardReading):
     def __init__(
         self,
         ddb: Any,
@@ -196,7 +74,7 @@ class _Runner:
         self.ddb, self.streams, self.es, self.options, self.stop = ddb, streams, es, options, stop
         self.since = _start_time(options.start)
         self.started = time.time()  # for --until-caught-up: records after this are "new"
-        self.state = _State.load(options.state_path or state_path_for(tables))
+        self.state = ShardCheckpoints.load(options.state_path or state_path_for(tables))
         self.failures = FailureLog(options.failures_path)
         self.configs: dict[str, StreamConfig] = {}
         self.stats: dict[str, TableStreamStats] = {}
@@ -219,7 +97,7 @@ class _Runner:
                 table.index_prefix,
                 deployment=settings.deployment_name,
             )
-        self.shards: dict[str, _Shard] = {}
+        self.shards: dict[str, Shard] = {}
         self.applied = 0  # records applied since the last status call
         self.newest: float | None = None  # creation time of the newest of them
         self.last_status = time.monotonic()
@@ -248,86 +126,7 @@ class _Runner:
             lag_seconds=lag,
         )
 
-    # -- shards --
-
-    def refresh_shards(self) -> None:
-        for table, arn in self.arns.items():
-            start: str | None = None
-            while True:
-                kwargs: dict[str, Any] = {"StreamArn": arn}
-                if start:
-                    kwargs["ExclusiveStartShardId"] = start
-                desc = self.streams.describe_stream(**kwargs)["StreamDescription"]
-                for shard in desc.get("Shards", []):
-                    sid = shard["ShardId"]
-                    if sid not in self.shards:
-                        closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
-                        self.shards[sid] = _Shard(
-                            arn, table, sid, shard.get("ParentShardId"), closed
-                        )
-                    elif "EndingSequenceNumber" in shard.get("SequenceNumberRange", {}):
-                        self.shards[sid].closed = True
-                start = desc.get("LastEvaluatedShardId")
-                if not start:
-                    break
-            self.stats[table].shards = sum(1 for s in self.shards.values() if s.table == table)
-            for sid, saved in list(self.state.shards.get(arn, {}).items()):
-                if sid not in self.shards and saved["seq"] and not saved["done"]:
-                    # Shards leave DescribeStream 24 h after they close: the rest is gone.
-                    self.checkpoint_lost(table, arn, sid, "no longer exists in the stream")
-
-    def ready(self, shard: _Shard) -> bool:
-        """Children wait until their parent shard was read to its end."""
-        if self.state.get(shard.arn, shard.shard_id)["done"]:
-            return False
-        parent = shard.parent
-        return (
-            parent is None
-            or parent not in self.shards
-            or bool(self.state.get(shard.arn, parent)["done"])
-        )
-
-    def iterator(self, shard: _Shard) -> str:
-        seq = self.state.get(shard.arn, shard.shard_id)["seq"]
-        kwargs: dict[str, Any] = {"StreamArn": shard.arn, "ShardId": shard.shard_id}
-        if seq:
-            try:
-                return str(
-                    self.streams.get_shard_iterator(
-                        **kwargs, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=seq
-                    )["ShardIterator"]
-                )
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TrimmedDataAccessException":
-                    raise
-                self.checkpoint_lost(shard.table, shard.arn, shard.shard_id, "was trimmed")
-        if self.options.start == "latest" and shard.parent not in self.shards:
-            kwargs["ShardIteratorType"] = "LATEST"
-        else:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
-        return str(self.streams.get_shard_iterator(**kwargs)["ShardIterator"])
-
-    def checkpoint_lost(self, table: str, arn: str, shard_id: str, why: str) -> None:
-        """Records after the checkpoint are gone: stop, unless trim-horizon was asked for."""
-        if self.options.start != "trim-horizon":
-            raise CheckpointTrimmed(
-                f"table {table!r}: the checkpoint of shard {shard_id} {why} (older than the "
-                f"stream's 24 h), so updates were lost: run `ddb2es reindex {table}`, then "
-                "`ddb2es stream --from trim-horizon` to go on"
-            )
-        log.warning(
-            "table %s: the checkpoint of shard %s %s; going on from the oldest record "
-            "(--from trim-horizon): updates in between were lost",
-            table,
-            shard_id,
-            why,
-        )
-        self.state.shards.get(arn, {}).pop(shard_id, None)
-        self.state.save()
-
-    # -- one poll --
-
-    def poll(self, shard: _Shard) -> bool:
+    def poll(self, shard: Shard) -> bool:
         """Read and apply one batch of the shard; True when records were read."""
         if shard.iterator is None:
             shard.iterator = self.iterator(shard)
@@ -363,7 +162,7 @@ class _Runner:
             self.state.save()
         return bool(records)
 
-    def apply(self, shard: _Shard, records: list[dict[str, Any]]) -> bool:
+    def apply(self, shard: Shard, records: list[dict[str, Any]]) -> bool:
         """Apply one page; False when the run was stopped before all of it applied.
 
         Retryable failures are retried from the first record not applied, with capped
@@ -432,25 +231,6 @@ class _Runner:
         # DynamoDB Local rounds creation times down to the minute: keep a record whose rounded
         # time could still be at or after the start.
         return _created(record) >= self.since.timestamp() - 60
-
-    # -- the loop --
-
-    def caught_up(self) -> bool:
-        """Every shard read to its end, or (open shards) known to be at its newest record.
-
-        An open shard is caught up once a record created at or after the run's start was read
-        (creation times are rounded down, so such a record surely is newer than the start, and
-        the shard is in order), or after `caught_up_empty_pages` empty pages in a row: real
-        streams answer empty pages in the middle of a shard too.
-        """
-        for shard in self.shards.values():
-            if self.state.get(shard.arn, shard.shard_id)["done"]:
-                continue
-            if shard.closed:
-                return False
-            if not shard.reached_start and shard.empty_polls < self.options.caught_up_empty_pages:
-                return False
-        return True
 
     def run(self) -> None:
         last_refresh = 0.0

@@ -35,7 +35,7 @@ from tests.test_stream import item, record
 @pytest.fixture(autouse=True)
 def state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("ddb2es_cli.stream.REBUILD_CHECK_SECONDS", 0.1)
+    monkeypatch.setattr("ddb2es_cli.stream_indices.REBUILD_CHECK_SECONDS", 0.1)
 
 
 def test_deployment_defaults_to_the_prefix() -> None:

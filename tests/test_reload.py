@@ -32,7 +32,7 @@ def state_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """reload keeps its state under ./.ddb2es: give each test its own working directory; and
     the stream handler looks for rebuild markers often, so reload need not wait long."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("ddb2es_cli.stream.REBUILD_CHECK_SECONDS", 0.1)
+    monkeypatch.setattr("ddb2es_cli.stream_indices.REBUILD_CHECK_SECONDS", 0.1)
 
 
 def streams_client(stack: Stack) -> Any:

@@ -472,9 +472,9 @@ def test_config_from_env_accepts_the_original_endpoint_variable() -> None:
 def test_writes_reach_a_generation_being_rebuilt_and_never_create_the_marker(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ddb2es_cli.stream as stream_module
+    import ddb2es_cli.stream_indices as indices_module
 
-    monkeypatch.setattr(stream_module, "REBUILD_CHECK_SECONDS", 3600.0)  # a stale cache
+    monkeypatch.setattr(indices_module, "REBUILD_CHECK_SECONDS", 3600.0)  # a stale cache
     current, new = f"{stack.prefix}order", f"{stack.prefix}order-gen2"
     stack.es.indices.create(index=current)
     stack.es.indices.create(index=new)

@@ -361,10 +361,10 @@ class WriteOnly:
 def test_a_forbidden_marker_lookup_is_one_loud_line_not_a_failed_batch(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import ddb2es_cli.stream as stream_module
+    import ddb2es_cli.stream_indices as indices_module
 
-    monkeypatch.setattr(stream_module, "_LOGGED_ONCE", set())
-    monkeypatch.setattr(stream_module, "REBUILD_CHECK_SECONDS", 0.0)  # look up every batch
+    monkeypatch.setattr(indices_module, "_LOGGED_ONCE", set())
+    monkeypatch.setattr(indices_module, "REBUILD_CHECK_SECONDS", 0.0)  # look up every batch
     es = WriteOnly(stack.es)
     with caplog.at_level(logging.WARNING, logger="ddb2es.stream"):
         for n in range(3):

@@ -7,7 +7,8 @@
 
 Every write is conditional. Ownership is a lease: the owner bumps `counter` on every heartbeat;
 a taker that sees (owner, counter) unchanged for `lease_seconds` of its own clock takes the unit
-with a condition on exactly that pair (see records.LeaseWatch).
+with a condition on exactly that pair (see records.LeaseWatch). The table itself (schema,
+creation, the guarded call) is dynamo_table.py.
 """
 
 from __future__ import annotations
@@ -18,56 +19,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.state.dynamo_table import ATTRIBUTES as ATTRIBUTES
+from ddb2es_cli.state.dynamo_table import IAM_ACTIONS as IAM_ACTIONS
+from ddb2es_cli.state.dynamo_table import INIT_ACTIONS as INIT_ACTIONS
+from ddb2es_cli.state.dynamo_table import KEY_SCHEMA as KEY_SCHEMA
+from ddb2es_cli.state.dynamo_table import ConditionFailed, DynamoTable, _n, _s
+from ddb2es_cli.state.dynamo_table import unit_sk as unit_sk
 from ddb2es_cli.state.records import (
     DEFAULT_LEASE_SECONDS,
     OWNER_HISTORY,
     LeaseWatch,
     RunRecord,
-    StateLost,
     UnitRecord,
     WorkerRecord,
 )
 
-KEY_SCHEMA = [
-    {"AttributeName": "pk", "KeyType": "HASH"},
-    {"AttributeName": "sk", "KeyType": "RANGE"},
-]
-ATTRIBUTES = [
-    {"AttributeName": "pk", "AttributeType": "S"},
-    {"AttributeName": "sk", "AttributeType": "S"},
-]
-IAM_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-    "dynamodb:DescribeTable",
-)
-INIT_ACTIONS = ("dynamodb:CreateTable",)
 
-
-class _ConditionFailed(Exception):
-    pass
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def unit_sk(table: str, number: int) -> str:
-    return f"unit#{table}#{number:06d}"
-
-
-class DynamoState:
+class DynamoState(DynamoTable):
     name = "dynamodb"
 
     def __init__(
@@ -84,98 +53,6 @@ class DynamoState:
 
     def describe(self) -> str:
         return f"state table {self.table}"
-
-    # -- calls --
-
-    def _call(self, method: str, **request: Any) -> Any:
-        """One DynamoDB call: a failed condition is an answer; losing the table or access is
-        StateLost (one line, exit 1)."""
-        try:
-            return getattr(self.ddb, method)(TableName=self.table, **request)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed from None
-            if code == "ResourceNotFoundException":
-                raise StateLost(
-                    f"state table {self.table} does not exist any more; the failures files are "
-                    "kept; recreate it (`ddb2es state init`) and start a new run"
-                ) from None
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise StateLost(
-                f"state table {self.table}: {code or type(exc).__name__}: {message[:200]}; "
-                "checkpoints written so far are kept"
-            ) from None
-        except BotoCoreError as exc:
-            raise StateLost(f"state table {self.table}: {exc}; checkpoints are kept") from None
-
-    def _update(self, **request: Any) -> bool:
-        try:
-            self._call("update_item", **request)
-            return True
-        except _ConditionFailed:
-            return False
-
-    def _query(self, run_id: str, prefix: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": _s(f"run#{run_id}"), ":prefix": _s(prefix)},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._call("query", **request)
-            items.extend(page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                return items
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    # -- the table --
-
-    def check(self) -> None:
-        """The table exists and has our key schema; else one line and exit 2."""
-        try:
-            found = self.ddb.describe_table(TableName=self.table)["Table"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                raise ConfigError(
-                    f"state table {self.table} does not exist: create it with "
-                    f"`ddb2es state init --state-table {self.table}`"
-                ) from None
-            raise
-        keys = sorted((k["AttributeName"], k["KeyType"]) for k in found["KeySchema"])
-        types = {a["AttributeName"]: a["AttributeType"] for a in found["AttributeDefinitions"]}
-        if (
-            keys != [("pk", "HASH"), ("sk", "RANGE")]
-            or types.get("pk") != "S"
-            or (types.get("sk") != "S")
-        ):
-            raise ConfigError(
-                f"state table {self.table} has the wrong key schema "
-                f"({', '.join(f'{n} {t}' for n, t in keys)}); a ddb2es state table has "
-                "pk (S, HASH) and sk (S, RANGE): name another table"
-            )
-
-    def init(self) -> bool:
-        """Create the table on demand billing unless it exists; wait until ACTIVE. True when
-        this call created it."""
-        created = True
-        try:
-            self.ddb.create_table(
-                TableName=self.table,
-                KeySchema=KEY_SCHEMA,
-                AttributeDefinitions=ATTRIBUTES,
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise
-            created = False
-        self.ddb.get_waiter("table_exists").wait(
-            TableName=self.table, WaiterConfig={"Delay": 2, "MaxAttempts": 150}
-        )
-        self.check()
-        return created
 
     # -- runs --
 
@@ -205,7 +82,7 @@ class DynamoState:
                 Item={**self._run_item(run), "pk": pk, "sk": _s("run")},
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except _ConditionFailed:
+        except ConditionFailed:
             raise ConfigError(f"run {run.run_id} exists already") from None
 
     @staticmethod
@@ -421,7 +298,7 @@ class DynamoState:
                 ConditionExpression="attribute_not_exists(pk)",
             )
             return True
-        except _ConditionFailed:
+        except ConditionFailed:
             return False
 
     def restores(self, run_id: str) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,54 @@
+"""The reload's own state file: the plan's start time and index names, so `--resume`
+continues the same generation and swaps only what the interrupted run planned.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
+from ddb2es_cli.config import TableSettings
+from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.reindex import state_path_for
+from ddb2es_cli.reload_plan import ReloadOptions
+
+
+def reload_state_path(tables: list[TableSettings]) -> Path:
+    """`.ddb2es/reload-<hash>.json`: the reindex state name of the same tables, renamed."""
+    return state_path_for(tables, DEFAULT_STATE_DIR).with_name(
+        state_path_for(tables).name.replace("reindex-", "reload-")
+    )
+
+
+def saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetime:
+    path = reload_state_path(tables)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"nothing to resume: no interrupted reload in {path}") from None
+    if saved.get("strategy") != options.strategy:
+        raise ConfigError(
+            f"--resume: the interrupted reload used --strategy {saved.get('strategy')}"
+        )
+    return datetime.fromisoformat(saved["started"])
+
+
+def saved_indices(tables: list[TableSettings]) -> set[str] | None:
+    try:
+        saved = json.loads(reload_state_path(tables).read_text())
+    except (OSError, ValueError):
+        return None
+    names = saved.get("indices")
+    return set(names) if isinstance(names, list) else None
+
+
+def save_start(
+    tables: list[TableSettings], options: ReloadOptions, moment: datetime, indices: list[str]
+) -> None:
+    """What --resume needs to continue the same generation: its time and its planned names."""
+    write_json_atomic(
+        reload_state_path(tables),
+        {"strategy": options.strategy, "started": moment.isoformat(), "indices": indices},
+    )
