@@ -77,15 +77,7 @@ def _run_locked(
     plan: ReloadPlan | None,
 ) -> ReloadSummary:
     started = time.monotonic()
-    if options.reindex.resume:  # the generation the interrupted run was loading
-        plan = plan_reload(es, engine, ddb, settings, tables, options, saved_start(tables, options))
-        # Only what that run planned: a type that appeared since is reported, never swapped.
-        planned = saved_indices(tables)
-        if planned is not None:
-            plan.indices = [i for i in plan.indices if i.name in planned]
-            plan.blocked = [i for i in plan.blocked if i.name in planned]
-    else:
-        plan = plan or plan_reload(es, engine, ddb, settings, tables, options)
+    plan = plan or plan_for_run(es, engine, ddb, settings, tables, options)
     if plan.blocked:
         raise ReloadRefused(
             "reload refused: " + "; ".join(f"{p.name}: {p.reason}" for p in plan.blocked)
@@ -109,3 +101,24 @@ def _run_locked(
     result.cleaned = cleaned
     reload_state_path(tables).unlink(missing_ok=True)
     return result
+
+
+def plan_for_run(
+    es: Any,
+    engine: Engine,
+    ddb: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    options: ReloadOptions,
+) -> ReloadPlan:
+    """The plan a run executes, made once (each plan counts the tables with a scan): a fresh
+    one, or on `--resume` the interrupted run's (its start time, so its generation names, and
+    only its indices: a type that appeared since is reported, never swapped)."""
+    if not options.reindex.resume:
+        return plan_reload(es, engine, ddb, settings, tables, options)
+    plan = plan_reload(es, engine, ddb, settings, tables, options, saved_start(tables, options))
+    planned = saved_indices(tables)
+    if planned is not None:
+        plan.indices = [i for i in plan.indices if i.name in planned]
+        plan.blocked = [i for i in plan.blocked if i.name in planned]
+    return plan

@@ -711,3 +711,45 @@ def test_blue_green_clean_prune_and_rollback_on_both_engines(
     assert alias_targets(stack)[name] == [result.moves[0].to_index]
     stack.es.indices.refresh(index=name)
     assert stack.es.count(index=name)["count"] == 9
+
+
+def test_resume_plans_once(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every plan counts the tables with a full scan: `reload --resume` makes the interrupted
+    run's plan once (the CLI shows it, the run executes it), never a second time."""
+    from ddb2es_cli import reload_plan
+    from ddb2es_cli.reload import plan_for_run
+
+    table = stack.create_table("once", stream=True)
+    stack.put_items(table, sample_items(120, types=("x", "y")))
+    settings = stack.settings(table)
+    small = reindex_options(tmp_path, state_path=None, page_limit=20, segments=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_reload(
+            stack.es,
+            ENGINE,
+            stack.ddb,
+            streams_client(stack),
+            settings,
+            list(settings.tables),
+            ReloadOptions(marker_wait=0.5, verify_tolerance=0, reindex=small),
+            Interrupt(pages=2),
+        )
+    scans = []
+    counted = reload_plan.type_counts
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        scans.append(args)
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(reload_plan, "type_counts", counting)
+    resumed = ReloadOptions(
+        marker_wait=0.5, verify_tolerance=0, reindex=replace(small, resume=True)
+    )
+    tables = list(settings.tables)
+    plan = plan_for_run(stack.es, ENGINE, stack.ddb, settings, tables, resumed)
+    summary = run_reload(
+        stack.es, ENGINE, stack.ddb, streams_client(stack), settings, tables, resumed, None, plan
+    )
+    assert summary.verified and summary.swapped
+    assert len(scans) == 1
+    assert alias_documents(stack) == table_documents(stack, table)

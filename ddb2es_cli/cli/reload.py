@@ -163,7 +163,7 @@ def run(
     """
     from ddb2es_cli.clients import make_dynamodb_client, make_search_client
     from ddb2es_cli.reindex import ReindexOptions
-    from ddb2es_cli.reload import ReloadOptions, plan_reload, run_reload
+    from ddb2es_cli.reload import ReloadOptions, plan_for_run, run_reload
     from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
@@ -199,7 +199,7 @@ def run(
         options.loader = scaled_loader(
             state.open(ddb), state, processes, options.run_token, options.notify
         )
-    plan = plan_reload(es, engine, ddb, app.settings, selected, options)
+    plan = plan_for_run(es, engine, ddb, app.settings, selected, options)
     if dry_run:
         from ddb2es_cli.estimate import TableSize, estimate
         from ddb2es_cli.source import describe_table
@@ -232,7 +232,7 @@ def run(
             selected,
             options,
             bars,
-            None if resume else plan,
+            plan,
         )
     except KeyboardInterrupt:
         bars.close()
