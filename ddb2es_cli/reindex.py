@@ -183,7 +183,7 @@ class _Run:
                 try:
                     doc = self._document(item, plan.shape)
                 except TransformError as exc:
-                    self._fail(page.table, item, plan.shape, None, None, exc.reason, exc.detail)
+                    self._fail(page.table, item, plan.shape, f"{exc.reason}: {exc.detail}")
                     continue
                 ack.remaining += 1
                 yield index_action(doc, version), (ack, {k: item[k] for k in key_names})
@@ -277,21 +277,11 @@ class _Run:
             result_tag.remaining -= 1
             self._settle(table, result_tag.page.segment)
 
-    def _fail(
-        self,
-        table: str,
-        item: dict[str, Any],
-        shape: TableShape,
-        index: str | None,
-        doc_id: str | None,
-        reason: str,
-        detail: str,
-    ) -> None:
+    def _fail(self, table: str, item: dict[str, Any], shape: TableShape, reason: str) -> None:
+        """An item that could not become a document: no index, no id to name."""
         summary = self.summaries[table]
         summary.failed += 1
-        self.failures.write(
-            Failure(table, _item_key(item, shape), index, doc_id, f"{reason}: {detail}")
-        )
+        self.failures.write(Failure(table, _item_key(item, shape), None, None, reason))
 
     def _settle(self, table: str, segment: int) -> None:
         """Checkpoint the segment up to its last page whose documents are all acknowledged."""

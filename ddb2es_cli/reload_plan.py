@@ -45,7 +45,6 @@ class ReloadOptions:
     strategy: str = "blue-green"
     keep: int = 1
     adopt: tuple[str, ...] = ()
-    dry_run: bool = False
     # blue/green: replay the tables' streams from the rebuild start after the swap. Only for
     # setups where no stream consumer runs: a running one already writes both generations.
     replay: bool = False

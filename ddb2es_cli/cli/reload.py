@@ -175,7 +175,6 @@ def run(
         strategy=strategy,
         keep=keep,
         adopt=adopt,
-        dry_run=dry_run,
         replay=replay,
         verify_tolerance=verify_tolerance,
         break_lock=break_lock,
