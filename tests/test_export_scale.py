@@ -14,7 +14,7 @@ from ddb2es_cli.export.reader import export_reader
 from ddb2es_cli.source import SegmentTask
 from ddb2es_cli.transform import scan_version
 from tests.conftest import Stack
-from tests.export_fixtures import write_full_export
+from tests.export_fixtures import s3_client, s3_url, upload_tree, write_full_export  # noqa: F401
 from tests.scale_fixtures import run_cli
 from tests.test_export import all_sources, expected_sources, version_of
 from tests.test_reindex import sample_items
@@ -55,3 +55,32 @@ def test_a_taken_over_data_file_is_read_on_from_its_saved_line(tmp_path: Path) -
     assert keys == [item["pk"] for item in items[20:]]
     assert [p.position for p in pages] == [{"line": 28}, {"line": 30}]
     assert [p.done for p in pages] == [False, True]
+
+
+def test_workers_read_an_s3_export_through_the_endpoint_option(
+    stack: Stack,
+    tmp_path: Path,
+    s3_url: str,  # noqa: F811 (the fixture)
+) -> None:
+    """Spawned workers get `--s3-endpoint` from the command line, not only from the config."""
+    table = stack.create_table("xs3")
+    items = sample_items(40)
+    stack.put_items(table, items[:1])
+    taken = int(time.time() * 1000) - HOUR_MS
+    export = write_full_export(tmp_path / "bucket", table, [items[:15], items[15:]], taken)
+    upload_tree(s3_client(s3_url), "exports", tmp_path / "bucket")
+    done = run_cli(
+        stack,
+        tmp_path,
+        "reindex",
+        table,
+        "--from-export",
+        export.s3_url("exports"),
+        "--s3-endpoint",
+        s3_url,
+        "--processes",
+        "2",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,6 +55,11 @@ class AppContext:
         if self._settings is None:
             self._settings = load_settings(self.config_path, self.overrides)
         return self._settings
+
+    def override(self, **changes: Any) -> None:
+        """Settings a command's own option changes (`reindex --s3-endpoint`), so that what it
+        hands on (to spawned workers, say) carries them."""
+        self._settings = replace(self.settings, **changes)
 
 
 def tables_argument(func: F) -> F:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,12 +212,12 @@ def reindex(
         source = export_source_for(app, selected, from_export, options, s3_endpoint, max_read_mbps)
         if scaled:  # a run of workers: the run record names the export, each worker reads it
             options.from_export, options.max_read_mbps = from_export, max_read_mbps
-            if s3_endpoint:  # the workers' settings (spawned processes get a copy)
-                app._settings = replace(app.settings, s3_endpoint=s3_endpoint)
     elif join_run:
         options.max_read_mbps = max_read_mbps  # when the run reads an export
     elif max_read_mbps is not None:
         raise click.UsageError("--max-read-mbps applies to --from-export only")
+    if s3_endpoint:  # workers of a run over an export (spawned ones get a copy of the settings)
+        app.override(s3_endpoint=s3_endpoint)
     if dry_run:
         from ddb2es_cli.estimate import TableSize, estimate
 
