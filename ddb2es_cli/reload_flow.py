@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,13 @@ from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import Ddb2esError
 from ddb2es_cli.ownership import create_owned_index, current, require_owned
-from ddb2es_cli.reindex import Progress, run_reindex, state_path_for
+from ddb2es_cli.reindex import (
+    Progress,
+    ReindexOptions,
+    ReindexSummary,
+    run_reindex,
+    state_path_for,
+)
 from ddb2es_cli.reload_generations import (
     abandon,
     mark_rebuilds,
@@ -61,16 +68,7 @@ def delete_flow(
             create_owned_index(es, index.name, deployment)
             log.info("deleted %s", index.name)
     reindex_options = replace(options.reindex, bulk_load_settings=None)
-    load = options.loader or run_reindex
-    summary = load(ddb, es, settings, tables, reindex_options, progress)
-    counts, _invalid, _rcu = type_counts(
-        ddb,
-        settings,
-        tables,
-        options.reindex.segments,
-        options.reindex.max_rcu,
-        options.reindex.page_limit,
-    )
+    summary, counts = _load_and_count(es, ddb, settings, tables, options, reindex_options, progress)
     verify = verify_counts(es, dict(counts), options.verify_tolerance)
     return ReloadSummary(plan, summary, verify, [], deleted, 0, time.monotonic() - started)
 
@@ -128,16 +126,7 @@ def blue_green_flow(
     # An interruption (Ctrl-C, a lost connection) keeps the generations AND their markers: the
     # stream handler keeps them current until `--resume` swaps them or a new reload abandons
     # them. What is known to be wrong (verification, a refused swap) is abandoned at once.
-    load = options.loader or run_reindex
-    summary = load(ddb, es, settings, tables, reindex_options, progress)
-    counts, _invalid, _rcu = type_counts(
-        ddb,
-        settings,
-        tables,
-        options.reindex.segments,
-        options.reindex.max_rcu,
-        options.reindex.page_limit,
-    )
+    summary, counts = _load_and_count(es, ddb, settings, tables, options, reindex_options, progress)
     planned = {index.name for index in plan.indices}
     appeared = {name: "" for name in counts if name not in planned}
     verify = verify_counts(
@@ -195,3 +184,27 @@ def replay_streams(
     summary = run_stream(ddb, streams, es, settings, with_streams, options)
     state.unlink(missing_ok=True)
     return sum(t.records for t in summary.tables.values())
+
+
+def _load_and_count(
+    es: Any,
+    ddb: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    options: ReloadOptions,
+    reindex_options: ReindexOptions,
+    progress: Progress | None,
+) -> tuple[ReindexSummary, Counter[str]]:
+    """The load (in this process, or spread over workers by `options.loader`), then a fresh count
+    of the tables per index for the verification."""
+    load = options.loader or run_reindex
+    summary = load(ddb, es, settings, tables, reindex_options, progress)
+    counts, _invalid, _rcu = type_counts(
+        ddb,
+        settings,
+        tables,
+        options.reindex.segments,
+        options.reindex.max_rcu,
+        options.reindex.page_limit,
+    )
+    return summary, counts
