@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.servers import free_port
+from tests.servers import moto_server
 
 ACCOUNT = "123456789012"
 
@@ -228,15 +228,8 @@ def write_incremental_export(
 @pytest.fixture(scope="session")
 def s3_url() -> Iterator[str]:
     """moto's S3 server on a free port, for the session."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def s3_client(url: str) -> Any:

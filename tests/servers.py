@@ -3,7 +3,9 @@ stand-in (ddb2es itself only embeds osmem; noida serves the elasticsearch-py pat
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from ddb2es_cli import local
@@ -39,3 +41,17 @@ def start_elasticsearch(port: int, state_dir: Path, data_dir: Path) -> local.Ser
         str(local._make_dir(data_dir)),
     ]
     return local._spawn("elasticsearch", argv, port, state_dir, root_answers_json)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server (S3, SQS, DynamoDB control plane) on a free port; its URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

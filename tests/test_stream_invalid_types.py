@@ -24,7 +24,7 @@ from ddb2es_cli.stream import (
 )
 from ddb2es_cli.transform import TableShape, TransformError, invalid_index_reason, to_document
 from tests.conftest import Stack
-from tests.servers import free_port
+from tests.servers import moto_server
 from tests.test_stream import ID, KEY, config, item, record, run_once, source
 
 # --- the one index-name check -------------------------------------------------------------------
@@ -135,15 +135,8 @@ def test_runner_follows_type_changes_through_invalid_values(
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def aws_client(service: str, url: str) -> Any:
