@@ -14,7 +14,7 @@ from ddb2es_cli.reindex import ReindexOptions
 from ddb2es_cli.scale_unit import UnitRun
 from ddb2es_cli.sink import apply_index_settings
 from ddb2es_cli.state import RunRecord, StateBackend
-from ddb2es_cli.state.records import LeaseWatch
+from ddb2es_cli.state.records import LeaseWatch, poll_seconds
 
 log = logging.getLogger("ddb2es.scale")
 
@@ -28,7 +28,7 @@ def finish_when_done(
     options: ReindexOptions,
 ) -> bool:
     """Try to become the finisher until the run is done (a dead finisher's lease expires)."""
-    poll = min(1.0, max(0.05, backend.lease_seconds / 4))
+    poll = poll_seconds(backend.lease_seconds)
     while True:
         if backend.load_run(run.run_id).status != "running":
             return False

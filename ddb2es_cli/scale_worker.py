@@ -28,6 +28,7 @@ from ddb2es_cli.source import (
     segment_reader,
 )
 from ddb2es_cli.state import RunRecord, StateBackend, new_worker_id
+from ddb2es_cli.state.records import poll_seconds
 
 
 @dataclass
@@ -87,7 +88,7 @@ def work(
     completed = False
     try:
         worker.start_heartbeat()
-        poll = min(1.0, max(0.05, backend.lease_seconds / 4))
+        poll = poll_seconds(backend.lease_seconds)
         reader_of_units = worker.reader(make_reader(ddb, options, limiter))
         # Rounds: each ends when no thread can claim a unit; then wait for other workers'
         # units to finish or for a dead worker's lease to expire.

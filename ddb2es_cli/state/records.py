@@ -18,6 +18,12 @@ DEFAULT_LEASE_SECONDS = 30.0
 OWNER_HISTORY = 10  # the last owners a unit remembers (status shows takeovers)
 
 
+def poll_seconds(lease_seconds: float) -> float:
+    """How often a waiting worker looks at the run again: often enough to see a lease expire
+    soon after it does, never more than once a second."""
+    return min(1.0, max(0.05, lease_seconds / 4))
+
+
 class LeaseLost(Ddb2esError):
     """Another worker took a unit this worker held (its lease expired): drop the unit's pages."""
 
