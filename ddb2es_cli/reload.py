@@ -21,6 +21,7 @@ from ddb2es_cli.clients import Engine
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.ownership import adopt, run_lock
 from ddb2es_cli.reindex import Progress
+from ddb2es_cli.reload_export import export_flow
 from ddb2es_cli.reload_flow import blue_green_flow, delete_flow
 from ddb2es_cli.reload_generations import abandon as abandon
 from ddb2es_cli.reload_generations import clean_stale as clean_stale
@@ -92,7 +93,9 @@ def _run_locked(
         cleaned = clean_stale(es, deployment, [i.name for i in plan.indices])
         save_start(tables, options, plan.started, [i.name for i in plan.indices])
     apply_template(es, engine, template_spec(settings))
-    if options.strategy == "delete":
+    if options.exports:
+        result = export_flow(es, ddb, streams, settings, tables, options, plan, progress, started)
+    elif options.strategy == "delete":
         result = delete_flow(es, ddb, settings, tables, options, plan, progress, started)
     else:
         result = blue_green_flow(

@@ -38,6 +38,7 @@ from ddb2es_cli.reload_plan import (
 )
 from ddb2es_cli.reload_resume import reload_state_path
 from ddb2es_cli.source import describe_table
+from ddb2es_cli.stream_options import StreamSummary
 
 log = logging.getLogger("ddb2es.reload")
 
@@ -172,18 +173,31 @@ def replay_streams(
     since: datetime,
 ) -> int:
     """Apply what the tables' streams recorded since `since`, through the aliases."""
+    summary = replay_since(es, ddb, streams, settings, tables, since)
+    return sum(t.records for t in summary.tables.values()) if summary else 0
+
+
+def replay_since(
+    es: Any,
+    ddb: Any,
+    streams: Any,
+    settings: Settings,
+    tables: list[TableSettings],
+    since: datetime,
+) -> StreamSummary | None:
+    """`replay_streams` with the run's counters and failures (None: no table has a stream)."""
     from ddb2es_cli.stream_runner import StreamOptions, run_stream
 
     with_streams = [t for t in tables if describe_table(ddb, t.name).stream_arn]
     if not with_streams:
         log.warning("no table has a stream: changes made during the rebuild are not replayed")
-        return 0
+        return None
     start = (since - timedelta(seconds=5)).isoformat()
     state = DEFAULT_STATE_DIR / f"reload-replay-{since.strftime('%Y%m%dt%H%M%S%f')}.json"
     options = StreamOptions(start=start, until_caught_up=True, state_path=state, poll_interval=0.2)
     summary = run_stream(ddb, streams, es, settings, with_streams, options)
     state.unlink(missing_ok=True)
-    return sum(t.records for t in summary.tables.values())
+    return summary
 
 
 def _load_and_count(

@@ -6,6 +6,7 @@ A value that changes nothing: `--dry-run` prints it and the real run executes th
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class ReloadOptions:
     # over worker processes of a run whose id is `run_token`, which shares the run lock).
     loader: Callable[..., ReindexSummary] | None = None
     run_token: str | None = None
+    # reload --from-export: table name -> its full export (export.rebuild.ExportSource), read
+    # instead of scanning; the streams are replayed from each export's time (reload_export.py).
+    exports: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class ReloadPlan:
     blocked: list[IndexPlan] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     warnings: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # what is read instead of a scan
 
     @property
     def downtime(self) -> bool:
@@ -105,10 +110,12 @@ class ReloadPlan:
             "blocked": [i.name for i in self.blocked],
             "invalid_items": self.invalid_items,
             "warnings": self.warnings,
+            "sources": self.sources,
         }
 
     def lines(self) -> list[str]:
         out = [f"Template {self.template.get('name')}: {self.template.get('action')}"]
+        out.extend(self.sources)
         if self.downtime:
             out.append(
                 "Strategy delete: the indices below are empty until the reload refills "
@@ -221,14 +228,18 @@ def plan_reload(
         raise Ddb2esError(f"--strategy must be one of {', '.join(STRATEGIES)}")
     if options.keep < 1:
         raise ConfigError("--keep must be at least 1: rollback needs the previous generation")
-    counts, invalid, _rcu = type_counts(
-        ddb,
-        settings,
-        tables,
-        options.reindex.segments,
-        options.reindex.max_rcu,
-        options.reindex.page_limit,
-    )
+    sources: list[str] = []
+    if options.exports:
+        counts, invalid, sources = _export_counts(ddb, settings, tables, options)
+    else:
+        counts, invalid, _rcu = type_counts(
+            ddb,
+            settings,
+            tables,
+            options.reindex.segments,
+            options.reindex.max_rcu,
+            options.reindex.page_limit,
+        )
     moment = now or datetime.now(timezone.utc)
     suffix = generation_suffix(moment)
     template = apply_template(es, engine, template_spec(settings), dry_run=True)
@@ -258,7 +269,28 @@ def plan_reload(
         blocked,
         moment,
         _table_warnings(ddb, settings, tables, options),
+        sources,
     )
+
+
+def _export_counts(
+    ddb: Any, settings: Settings, tables: list[TableSettings], options: ReloadOptions
+) -> tuple[Counter[str], int, list[str]]:
+    """The counts of a reload from exports, read from them (no read capacity), after the
+    checks that its changes since can be replayed."""
+    from ddb2es_cli.reload_export import check_replayable, export_lines, export_type_counts
+
+    if options.strategy != "blue-green":
+        raise ConfigError(
+            "--from-export needs --strategy blue-green: only a generation nothing else writes "
+            "can be checked against the export"
+        )
+    missing = [t.name for t in tables if t.name not in options.exports]
+    if missing:
+        raise ConfigError(f"--from-export: no export given for {', '.join(missing)}")
+    check_replayable(ddb, settings, options.exports, time.time())
+    counts, invalid = export_type_counts(ddb, tables, options.exports)
+    return counts, invalid, export_lines(options.exports, settings)
 
 
 def _table_warnings(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR, write_json_atomic
 from ddb2es_cli.config import TableSettings
@@ -52,3 +53,23 @@ def save_start(
         reload_state_path(tables),
         {"strategy": options.strategy, "started": moment.isoformat(), "indices": indices},
     )
+
+
+def save_verified(tables: list[TableSettings], verify: dict[str, dict[str, Any]]) -> None:
+    """A load from exports got past its exact verification: `--resume` must not load again
+    (the stream handler writes the generations from the markers on, so a count would differ)."""
+    path = reload_state_path(tables)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    write_json_atomic(path, {**saved, "verified": verify})
+
+
+def saved_verified(tables: list[TableSettings]) -> dict[str, dict[str, Any]] | None:
+    try:
+        saved = json.loads(reload_state_path(tables).read_text())
+    except (OSError, ValueError):
+        return None
+    verify = saved.get("verified")
+    return verify if isinstance(verify, dict) else None

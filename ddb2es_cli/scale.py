@@ -149,9 +149,11 @@ def scaled_loader(
     processes: int,
     run_id: str,
     notify: Callable[[str], None] | None = None,
+    units: int | None = None,
 ) -> Callable[..., ReindexSummary]:
     """A reload's load spread over `processes` workers of run `run_id` (more may --join);
-    the plan, verification and swap stay with the reload, which keeps the run lock."""
+    the plan, verification and swap stay with the reload, which keeps the run lock.
+    `units`: a unit per data file of an export (default: by the table's size)."""
 
     def load(
         ddb: Any,
@@ -162,7 +164,14 @@ def scaled_loader(
         progress: Progress | None = None,
     ) -> ReindexSummary:
         run = create_run(
-            backend, ddb, tables, options, command="reload", run_id=run_id, release_lock=False
+            backend,
+            ddb,
+            tables,
+            options,
+            units,
+            command="reload",
+            run_id=run_id,
+            release_lock=False,
         )
         if notify is not None:
             notify(

@@ -58,6 +58,7 @@ class TableInfo:
     size_bytes: int
     stream_arn: str | None = None
     stream_view: str | None = None  # StreamViewType of the stream, when one is enabled
+    stream_label: str | None = None  # when the stream was enabled (an ISO 8601 time)
     # S, N or B per key attribute: keys read back from document ids need them.
     key_types: dict[str, str] = field(default_factory=dict)
 
@@ -100,6 +101,7 @@ def describe_table(client: Any, name: str) -> TableInfo:
         size_bytes=int(table.get("TableSizeBytes", 0)),
         stream_arn=table.get("LatestStreamArn"),
         stream_view=table.get("StreamSpecification", {}).get("StreamViewType"),
+        stream_label=table.get("LatestStreamLabel"),
         key_types={a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]},
     )
 

@@ -74,6 +74,42 @@ def export_source_for(
     return source
 
 
+def export_sources_for(
+    app: AppContext,
+    selected: list[TableSettings],
+    urls: tuple[str, ...],
+    options: ReindexOptions,
+    s3_endpoint: str | None,
+    max_read_mbps: float | None,
+) -> dict[str, ExportSource]:
+    """`reload --from-export URL...`: each export goes with the table its manifest names (or
+    the one TABLE); every table of the reload needs exactly one."""
+    from ddb2es_cli.export.rebuild import export_source, export_table
+
+    s3 = s3_factory(app, s3_endpoint)
+    names = {t.name for t in selected}
+    sources: dict[str, ExportSource] = {}
+    for url in urls:
+        table = export_table(url, s3)
+        if table is None and len(urls) == 1 and len(selected) == 1:
+            table = selected[0].name
+        if table is None:
+            raise ConfigError(f"{url}: its manifest names no table: reload one TABLE with it")
+        if table not in names:
+            raise ConfigError(f"{url} is an export of {table!r}, which this reload does not name")
+        if table in sources:
+            raise ConfigError(f"two exports of {table!r}: give one per table")
+        sources[table] = export_source(
+            url,
+            table,
+            s3,
+            workers=options.segments,
+            page_limit=options.page_limit,
+            max_read_mbps=max_read_mbps,
+        )
+    return sources
+
+
 @click.group()
 def export() -> None:
     """DynamoDB table exports to S3 (no read capacity consumed).

@@ -25,6 +25,7 @@ from ddb2es_cli.cli.common import (
     segments_option,
     tables_argument,
 )
+from ddb2es_cli.cli.export import s3_endpoint_option
 from ddb2es_cli.cli.reindex import page_size_option
 from ddb2es_cli.cli.scale import lease_option, state_options, state_table_option
 from ddb2es_cli.errors import ExitStatus
@@ -112,6 +113,21 @@ def reload() -> None:
     show_default=True,
     help="Documents an index may differ from a fresh count (tables taking writes).",
 )
+@click.option(
+    "--from-export",
+    "from_exports",
+    metavar="URL",
+    multiple=True,
+    help="Load from full DynamoDB exports (one per table; s3://... or a local copy) instead "
+    "of scanning, then replay each table's stream from its export time (blue-green only).",
+)
+@click.option(
+    "--max-read-mbps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --from-export: cap on export bytes read per second (MB/s).",
+)
+@s3_endpoint_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted reload.")
 @break_lock_option
 @click.option("--yes", is_flag=True, help="Do it without asking (needed when not interactive).")
@@ -139,6 +155,9 @@ def run(
     page_size: int,
     replay: bool,
     verify_tolerance: int,
+    from_exports: tuple[str, ...],
+    max_read_mbps: float | None,
+    s3_endpoint: str | None,
     resume: bool,
     break_lock: bool,
     yes: bool,
@@ -187,6 +206,16 @@ def run(
         ),
         notify=None if app.quiet or app.json_output else lambda line: click.echo(line, err=True),
     )
+    if from_exports:
+        from ddb2es_cli.cli.export import export_sources_for
+
+        options.exports = export_sources_for(
+            app, selected, from_exports, options.reindex, s3_endpoint, max_read_mbps
+        )
+        if s3_endpoint:  # spawned workers get a copy of the settings
+            app.override(s3_endpoint=s3_endpoint)
+    elif max_read_mbps is not None:
+        raise click.UsageError("--max-read-mbps applies to --from-export only")
     if processes and not dry_run:
         if resume:
             raise click.UsageError("--resume continues single-process reloads only")
@@ -195,10 +224,21 @@ def run(
 
         state = state_options(app, state_table, lease_seconds)
         options.run_token = new_run_id()
+        units = None
+        if options.exports:  # a run of workers over one export: a unit per data file
+            if len(options.exports) != 1:
+                raise click.UsageError("--processes with --from-export takes one TABLE")
+            (source,) = options.exports.values()
+            options.reindex.from_export = source.export.url
+            options.reindex.max_read_mbps = max_read_mbps
+            units = source.segments
         options.loader = scaled_loader(
-            state.open(ddb), state, processes, options.run_token, options.notify
+            state.open(ddb), state, processes, options.run_token, options.notify, units
         )
     plan = plan_for_run(es, engine, ddb, app.settings, selected, options)
+    if dry_run and options.exports:  # nothing is scanned: no read capacity to estimate
+        emit(app, plan.as_dict(), print_lines(plan.lines()))
+        return
     if dry_run:
         from ddb2es_cli.estimate import TableSize, estimate
         from ddb2es_cli.source import describe_table
@@ -235,9 +275,15 @@ def run(
         )
     except KeyboardInterrupt:
         bars.close()
+        kept = (
+            "the new generation stays (loaded from the export until verified, then kept "
+            "current by the stream handler)"
+            if options.exports
+            else "the new generation and its rebuild marker stay (the stream handler keeps it "
+            "current)"
+        )
         click.echo(
-            "Error: interrupted; the new generation and its rebuild marker stay (the stream "
-            "handler keeps it current): rerun with --resume, or a new reload abandons it",
+            f"Error: interrupted; {kept}: rerun with --resume, or a new reload abandons it",
             err=True,
         )
         ctx.exit(ExitStatus.INTERRUPTED)

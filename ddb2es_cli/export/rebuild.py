@@ -57,6 +57,11 @@ def export_source(
     )
 
 
+def export_table(url: str, s3_client: Callable[[], Any]) -> str | None:
+    """The table an export is of, from its manifest's tableArn (None when it names none)."""
+    return load_export(open_location(url, s3_client)).table
+
+
 def full_export(url: str, table: str, s3_client: Callable[[], Any]) -> Export:
     export = load_export(open_location(url, s3_client))
     if export.incremental:
