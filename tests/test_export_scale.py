@@ -84,3 +84,34 @@ def test_workers_read_an_s3_export_through_the_endpoint_option(
     )
     assert done.returncode == 0, done.stderr
     assert all_sources(stack.es_url, stack.prefix) == expected_sources(items, stack.prefix)
+
+
+def test_reload_from_an_export_over_two_worker_processes(stack: Stack, tmp_path: Path) -> None:
+    """The load of `reload --from-export --processes 2` is a run of workers with a unit per data
+    file; the reload itself verifies against the export, replays the stream and swaps."""
+    from tests.test_reload import alias_documents
+    from tests.test_reload_export import export_now
+    from tests.test_stream import table_documents
+
+    table = stack.create_table("xreload", stream=True)
+    stack.put_items(table, sample_items(80, types=("x", "y")))
+    # More data files than a table this size gets units: each file must be a unit.
+    export = export_now(stack, table, tmp_path / "bucket", files=20)
+    stack.ddb.delete_item(TableName=table, Key={"pk": {"S": "key-00004"}})
+    done = run_cli(
+        stack,
+        tmp_path,
+        "reload",
+        table,
+        "--from-export",
+        export.url,
+        "--processes",
+        "2",
+        "--yes",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["verified"] and summary["reindex"]["tables"][0]["rcu"] == 0
+    assert summary["reindex"]["tables"][0]["scanned"] == 80
+    assert alias_documents(stack) == table_documents(stack, table)

@@ -49,12 +49,13 @@ def table_items(stack: Stack, table: str) -> list[dict[str, Any]]:
     return items
 
 
-def export_now(stack: Stack, table: str, root: Path) -> ExportFiles:
-    """The table as it is now, written as a full export (three data files, one empty)."""
+def export_now(stack: Stack, table: str, root: Path, files: int = 3) -> ExportFiles:
+    """The table as it is now, written as a full export (`files` data files, the second
+    empty, as an empty partition gives)."""
     items = table_items(stack, table)
     taken = now_ms()
-    third = len(items) // 3
-    return write_full_export(root, table, [items[:third], [], items[third:]], taken)
+    parts = [items[n :: files - 1] for n in range(files - 1)]
+    return write_full_export(root, table, [parts[0], [], *parts[1:]], taken)
 
 
 def source_of(export: ExportFiles, table: str) -> ExportSource:
