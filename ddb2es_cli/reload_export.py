@@ -27,13 +27,19 @@ from typing import TYPE_CHECKING, Any
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.export.reader import export_tasks
+from ddb2es_cli.export.rebuild import several_exports
 from ddb2es_cli.ownership import create_owned_index, require_owned
-from ddb2es_cli.reindex import Progress, ReindexOptions, ReindexSummary, run_reindex
+from ddb2es_cli.reindex import (
+    Progress,
+    ReindexOptions,
+    ReindexSummary,
+    run_reindex,
+    state_path_for,
+)
 from ddb2es_cli.reload_flow import replay_since, verify_counts
 from ddb2es_cli.reload_generations import abandon, mark_rebuilds, prune_generations, swap_aliases
 from ddb2es_cli.reload_plan import ReloadOptions, ReloadPlan, ReloadSummary, VerificationFailed
 from ddb2es_cli.reload_resume import reload_state_path, save_verified, saved_verified
-from ddb2es_cli.sink import IndexStats
 from ddb2es_cli.source import describe_table
 from ddb2es_cli.stream_records import view_refusal
 from ddb2es_cli.transform import TransformError, index_name
@@ -96,32 +102,35 @@ def check_replayable(
 
 
 def export_type_counts(
-    ddb: Any, tables: list[TableSettings], exports: dict[str, ExportSource]
+    ddb: Any, tables: list[TableSettings], exports: dict[str, ExportSource], workers: int
 ) -> tuple[Counter[str], int]:
     """Items per index name, read from the exports (the counts never change: they are what the
     loaded generations must hold). Returns (counts, items with an invalid index name)."""
+    shapes = {}
+    for table in tables:
+        info = describe_table(ddb, table.name)
+        shapes[table.name] = table.shape(info.hash_key, info.range_key)
     counts: Counter[str] = Counter()
     invalid = 0
-    for table in tables:
-        source = exports[table.name]
-        info = describe_table(ddb, table.name)
-        shape = table.shape(info.hash_key, info.range_key)
-        pages = source.pages_from(export_tasks(source.export, table.name))
-        try:
-            for page in pages:
-                for item in page.items:
-                    try:
-                        counts[index_name(item, shape)] += 1
-                    except TransformError:
-                        invalid += 1
-        finally:
-            pages.close()
+    tasks = [task for t in tables for task in export_tasks(exports[t.name].export, t.name)]
+    pages = several_exports(exports, workers)(tasks)
+    try:
+        for page in pages:
+            shape = shapes[page.table]
+            for item in page.items:
+                try:
+                    counts[index_name(item, shape)] += 1
+                except TransformError:
+                    invalid += 1
+    finally:
+        pages.close()
     return counts, invalid
 
 
 def export_loader(exports: dict[str, ExportSource]) -> Callable[..., ReindexSummary]:
-    """The load of one process: each table's export in turn, each with a state file of its own
-    in this generation (so `--resume` continues the files where they stopped)."""
+    """The load of one process: one run over every table's export (each table as many units as
+    the largest export has data files; a unit past a table's files reads nothing), with the
+    reload generation's state file, so `--resume` continues the files where they stopped."""
 
     def load(
         ddb: Any,
@@ -131,15 +140,13 @@ def export_loader(exports: dict[str, ExportSource]) -> Callable[..., ReindexSumm
         options: ReindexOptions,
         progress: Progress | None = None,
     ) -> ReindexSummary:
-        summaries = []
-        for table in tables:
-            source = exports[table.name]
-            state = source.state_path.with_name(f"reload{options.index_suffix}-{table.name}.json")
-            table_options = replace(options, segments=source.segments, state_path=state)
-            summaries.append(
-                run_reindex(ddb, es, settings, [table], table_options, progress, source.pages_from)
-            )
-        return _merged(summaries)
+        units = max(exports[t.name].segments for t in tables)
+        state = options.state_path or state_path_for(tables).with_name(
+            f"reload{options.index_suffix}.json"
+        )
+        run_options = replace(options, segments=units, state_path=state)
+        pages_from = several_exports(exports, options.segments)
+        return run_reindex(ddb, es, settings, tables, run_options, progress, pages_from)
 
     return load
 
@@ -215,22 +222,20 @@ def _replay(
     exports: dict[str, ExportSource],
     since: datetime | None = None,
 ) -> int:
-    """Each table's stream from its export's replay start (or `since`) until caught up; a
-    record that cannot be applied fails the reload (the generation would miss a change)."""
-    records = 0
-    for table in tables:
-        start = since or replay_from(exports[table.name], settings)
-        result = replay_since(es, ddb, streams, settings, [table], start)
-        if result is None:
-            continue
-        records += sum(t.records for t in result.tables.values())
-        if result.failures:
-            raise VerificationFailed(
-                f"{result.failures} stream records of {table.name} since its export could not "
-                f"be applied (see {result.failures_path}); the new generation would miss them: "
-                "it was deleted, nothing was swapped"
-            )
-    return records
+    """The tables' streams from the earliest export's replay start (or `since`) until caught
+    up, in one run. Records older than a table's own export only meet newer versions (409,
+    harmless). A record that cannot be applied fails the reload: the generation would miss it."""
+    start = since or min(replay_from(exports[t.name], settings) for t in tables)
+    result = replay_since(es, ddb, streams, settings, tables, start)
+    if result is None:
+        return 0
+    if result.failures:
+        raise VerificationFailed(
+            f"{result.failures} stream records since the export could not be applied (see "
+            f"{result.failures_path}); the new generation would miss them: it was deleted, "
+            "nothing was swapped"
+        )
+    return sum(t.records for t in result.tables.values())
 
 
 def export_lines(exports: dict[str, ExportSource], settings: Settings) -> list[str]:
@@ -242,21 +247,6 @@ def export_lines(exports: dict[str, ExportSource], settings: Settings) -> list[s
         f"(must start by {_iso(replay_deadline(s, settings))})"
         for table, s in sorted(exports.items())
     ]
-
-
-def _merged(summaries: list[ReindexSummary]) -> ReindexSummary:
-    first = summaries[0]
-    for other in summaries[1:]:
-        first.tables.update(other.tables)
-        for name, stats in other.indices.items():
-            mine = first.indices.setdefault(name, IndexStats())
-            for counter, value in vars(stats).items():
-                setattr(mine, counter, getattr(mine, counter) + value)
-        first.failures += other.failures
-        first.failure_examples.extend(other.failure_examples)
-        first.restored.extend(other.restored)
-        first.created.extend(other.created)
-    return first
 
 
 def _label_time(label: str | None) -> float | None:

@@ -289,7 +289,7 @@ def _export_counts(
     if missing:
         raise ConfigError(f"--from-export: no export given for {', '.join(missing)}")
     check_replayable(ddb, settings, options.exports, time.time())
-    counts, invalid = export_type_counts(ddb, tables, options.exports)
+    counts, invalid = export_type_counts(ddb, tables, options.exports, options.reindex.segments)
     return counts, invalid, export_lines(options.exports, settings)
 
 

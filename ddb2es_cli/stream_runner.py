@@ -30,6 +30,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError
+from ddb2es_cli.fast_decode import install_fast_records
 from ddb2es_cli.retry import Backoff
 from ddb2es_cli.sink import Failure, FailureLog
 from ddb2es_cli.source import THROTTLING_CODES, describe_table
@@ -72,6 +73,7 @@ class _Runner(ShardReading):
         stop: threading.Event,
     ) -> None:
         self.ddb, self.streams, self.es, self.options, self.stop = ddb, streams, es, options, stop
+        install_fast_records(streams)  # records as the Lambda gets them, a tenth of the CPU
         self.since = _start_time(options.start)
         self.started = time.time()  # for --until-caught-up: records after this are "new"
         self.state = ShardCheckpoints.load(options.state_path or state_path_for(tables))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Generator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,8 @@ from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR
 from ddb2es_cli.errors import ConfigError
 from ddb2es_cli.export.location import ByteLimiter, make_s3_client, open_location
 from ddb2es_cli.export.manifest import Export, load_export
-from ddb2es_cli.export.reader import export_pages, export_reader
-from ddb2es_cli.source import CapacityLimiter, Page, Reader, SegmentTask
+from ddb2es_cli.export.reader import export_reader
+from ddb2es_cli.source import CapacityLimiter, Page, Reader, SegmentTask, scan_pages
 
 if TYPE_CHECKING:
     from ddb2es_cli.config import Settings
@@ -29,6 +30,7 @@ class ExportSource:
     segments: int
     state_path: Path
     pages_from: Callable[[list[SegmentTask]], Generator[Page, None, None]]
+    reader: Reader  # what pages_from reads each task with (several exports share threads)
 
 
 def export_source(
@@ -44,9 +46,10 @@ def export_source(
     """Reads and checks the manifests; refuses an incremental export or one of another table."""
     export = full_export(url, table, s3_client)
     limiter = ByteLimiter(max_read_mbps * 1_000_000 if max_read_mbps else None)
+    reader = export_reader(export, page_limit=page_limit, limiter=limiter)
 
     def pages_from(tasks: list[SegmentTask]) -> Generator[Page, None, None]:
-        return export_pages(export, tasks, workers=workers, page_limit=page_limit, limiter=limiter)
+        return scan_pages(None, tasks, workers=workers, reader=reader)
 
     digest = hashlib.sha256(f"{table}\n{url.rstrip('/')}".encode()).hexdigest()[:12]
     return ExportSource(
@@ -54,7 +57,23 @@ def export_source(
         max(1, len(export.files)),
         state_dir / f"reindex-export-{digest}.json",
         pages_from,
+        reader,
     )
+
+
+def several_exports(
+    sources: dict[str, ExportSource], workers: int
+) -> Callable[[list[SegmentTask]], Generator[Page, None, None]]:
+    """One page source over the exports of several tables (each task read by its table's
+    export), so one run loads them all with the same threads."""
+
+    def read(task: SegmentTask, stop: threading.Event) -> Iterator[Page]:
+        return sources[task.table].reader(task, stop)
+
+    def pages_from(tasks: list[SegmentTask]) -> Generator[Page, None, None]:
+        return scan_pages(None, tasks, workers=workers, reader=read)
+
+    return pages_from
 
 
 def export_table(url: str, s3_client: Callable[[], Any]) -> str | None:
