@@ -1,0 +1,216 @@
+"""Start-up cost of the command line (issue 14): `--help`, and the time to the first request.
+
+Every case runs as a fresh process, once per round, the cases interleaved so that the load of a
+shared machine falls on all of them alike; medians over the rounds. Next to ddb2es, the floor:
+the interpreter alone and the interpreter importing click.
+
+"first request": `ddb2es reindex TABLE` with the DynamoDB endpoint and the search URL both
+pointing at a tiny local listener. It notes when the first request arrives and the child's CPU
+at that moment (from /proc, in clock ticks: the child is blocked waiting for the answer), then
+answers 500, so the run stops with its usual error. The child's CPU at exit comes from wait4.
+
+    .venv/bin/python bench/startup.py [--rounds 15] [--label after]
+    PYTHONPATH=/tmp/old .venv/bin/python bench/startup.py --label before   # an older commit
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class FirstRequest:
+    """What the listener saw of the current child: when its first request came, and its CPU."""
+
+    pid: int = 0
+    at: float | None = None
+    cpu: float | None = None
+    what: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self, pid: int) -> None:
+        with self.lock:
+            self.pid, self.at, self.cpu, self.what = pid, None, None, ""
+
+    def note(self, what: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if self.at is None:
+                self.at, self.what = now, what
+                self.cpu = _cpu_of(self.pid)
+
+
+def _cpu_of(pid: int) -> float | None:
+    """utime + stime of a running process (all its threads), in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _listener(seen: FirstRequest) -> http.server.ThreadingHTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            target = self.headers.get("X-Amz-Target")
+            seen.note(f"{self.command} {target or self.path}")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            body = b'{"error": "bench/startup.py answers 500"}'
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@dataclass
+class Sample:
+    wall: float  # spawn -> exit, or spawn -> first request
+    cpu_exit: float  # user + system CPU of the child, at its exit
+    cpu_first: float | None = None  # ... when its first request arrived
+    code: int = 0
+
+
+def run_once(argv: list[str], env: dict[str, str], cwd: str, seen: FirstRequest | None) -> Sample:
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        child = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        if seen is not None:
+            seen.reset(child.pid)
+        _, status, usage = os.wait4(child.pid, 0)
+        end = time.monotonic()
+        child.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        if seen is None:
+            return Sample(end - start, cpu, code=child.returncode)
+        if seen.at is None:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise SystemExit(f"{argv}: no request reached the listener; stderr: {tail}")
+        return Sample(seen.at - start, cpu, seen.cpu, child.returncode)
+
+
+def cases(python: str, url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name -> (argv, extra environment)."""
+    module = [python, "-m", "ddb2es_cli"]
+    first_env = {
+        "DDB2ES_DYNAMODB_ENDPOINT": url,
+        "DDB2ES_ES_URL": url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": "us-east-1",
+    }
+    return {
+        "python -c pass": ([python, "-c", "pass"], {}),
+        "python -c 'import click'": ([python, "-c", "import click"], {}),
+        "ddb2es --help": ([*module, "--help"], {}),
+        "ddb2es reindex --help": ([*module, "reindex", "--help"], {}),
+        "ddb2es reindex TABLE (first request)": (
+            [*module, "--quiet", "reindex", "bench-startup-table"],
+            first_env,
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--label", default="", help="Name of this run in the table.")
+    parser.add_argument("--json", dest="json_path", type=Path, help="Also write the medians here.")
+    args = parser.parse_args()
+
+    seen = FirstRequest()
+    server = _listener(seen)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DDB2ES_"))}
+    # No AWS files or instance metadata: the credential chain stops at the environment.
+    with tempfile.TemporaryDirectory() as cwd:  # no ./ddb2es.toml
+        env.update(
+            AWS_CONFIG_FILE=f"{cwd}/no-aws-config",
+            AWS_SHARED_CREDENTIALS_FILE=f"{cwd}/no-aws-credentials",
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        samples: dict[str, list[Sample]] = {}
+        firsts: set[str] = set()
+        todo = cases(sys.executable, url)
+        for _ in range(args.rounds):
+            for name, (argv, extra) in todo.items():
+                listening = seen if "first request" in name else None
+                sample = run_once(argv, {**env, **extra}, cwd, listening)
+                samples.setdefault(name, []).append(sample)
+                if listening is not None:
+                    firsts.add(seen.what)
+    server.shutdown()
+    _print(args.label, args.rounds, samples, firsts, args.json_path)
+
+
+def _median(values: list[float | None], scale: Callable[[float], str]) -> str:
+    present = [v for v in values if v is not None]
+    return scale(statistics.median(present)) if present else "-"
+
+
+def _print(
+    label: str,
+    rounds: int,
+    samples: dict[str, list[Sample]],
+    firsts: set[str],
+    json_path: Path | None,
+) -> None:
+    def ms(value: float) -> str:
+        return f"{value * 1000:.0f}"
+
+    who = os.environ.get("PYTHONPATH") or "this checkout"
+    print(f"{label or 'run'}: ddb2es_cli from {who}; medians of {rounds} runs, times in ms")
+    print("| case | wall (to exit, or to first request) | CPU at first request | CPU at exit |")
+    print("|---|---|---|---|")
+    medians: dict[str, dict[str, float | None]] = {}
+    for name, runs in samples.items():
+        wall = _median([s.wall for s in runs], ms)
+        first = _median([s.cpu_first for s in runs], ms)
+        cpu = _median([s.cpu_exit for s in runs], ms)
+        print(f"| {label + ' ' if label else ''}{name} | {wall} | {first} | {cpu} |")
+        medians[name] = {
+            "wall": statistics.median(s.wall for s in runs),
+            "cpu_exit": statistics.median(s.cpu_exit for s in runs),
+            "cpu_first": statistics.median(firsts_)
+            if (firsts_ := [s.cpu_first for s in runs if s.cpu_first is not None])
+            else None,
+        }
+    print(f"first request seen: {', '.join(sorted(firsts))}; CPU at first request in "
+          f"{1000 // TICK} ms ticks (/proc), CPU at exit from wait4")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"label": label, "medians": medians}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
