@@ -206,8 +206,10 @@ def _print(
             if (firsts_ := [s.cpu_first for s in runs if s.cpu_first is not None])
             else None,
         }
-    print(f"first request seen: {', '.join(sorted(firsts))}; CPU at first request in "
-          f"{1000 // TICK} ms ticks (/proc), CPU at exit from wait4")
+    print(
+        f"first request seen: {', '.join(sorted(firsts))}; CPU at first request in "
+        f"{1000 // TICK} ms ticks (/proc), CPU at exit from wait4"
+    )
     if json_path is not None:
         json_path.write_text(json.dumps({"label": label, "medians": medians}, indent=2))
 

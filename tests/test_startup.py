@@ -36,6 +36,52 @@ def test_help_imports_no_aws_search_or_rendering_library() -> None:
     assert _imported_after(code) == set()
 
 
+def test_help_imports_no_command_module_and_no_config() -> None:
+    """`ddb2es --help` lists the commands without importing their modules (nor config, with
+    ownership and transform): those imports were half of its start-up."""
+    code = (
+        "import subprocess, sys\n"
+        "from ddb2es_cli.cli import main\n"
+        "sys.argv = ['ddb2es', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "loaded = sorted(n for n in sys.modules if n.startswith('ddb2es_cli.'))\n"
+        "print('modules=' + ','.join(loaded))\n"
+    )
+    with tempfile.TemporaryDirectory() as cwd:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            cwd=cwd,
+        )
+    assert "reindex" in done.stdout  # the listing is there
+    loaded = done.stdout.rpartition("modules=")[2].strip().split(",")
+    commands = [n for n in loaded if n.startswith("ddb2es_cli.cli.") and n not in _CLI_CORE]
+    assert commands == []
+    assert "ddb2es_cli.config" not in loaded
+
+
+_CLI_CORE = ("ddb2es_cli.cli.common", "ddb2es_cli.cli.lazy")
+
+
+def test_a_command_imports_its_module_on_use() -> None:
+    code = (
+        "from click.testing import CliRunner\n"
+        "from ddb2es_cli.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['reindex', '--help'])\n"
+        "assert result.exit_code == 0 and '--segments' in result.output, result.output\n"
+        "import sys\n"
+        "assert 'ddb2es_cli.cli.reindex' in sys.modules\n"
+        "assert 'ddb2es_cli.cli.drift' not in sys.modules\n"
+    )
+    _imported_after(code)
+
+
 def test_an_opensearch_client_never_pulls_in_elasticsearch_py() -> None:
     code = (
         "from opensearchpy import OpenSearch\n"

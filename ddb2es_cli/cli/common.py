@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ddb2es_cli.config import Settings, load_settings
 from ddb2es_cli.errors import Cancelled
 from ddb2es_cli.redaction import RedactingFormatter
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table as RichTable
+
+    from ddb2es_cli.config import Settings
 
 
 # rich costs about 50 ms to import: only output that draws a table or markup loads it.
@@ -53,6 +54,9 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            # config (with ownership and transform) costs about 40 ms: `--help` never needs it.
+            from ddb2es_cli.config import load_settings
+
             self._settings = load_settings(self.config_path, self.overrides)
         return self._settings
 
