@@ -122,7 +122,10 @@ def run_once(argv: list[str], env: dict[str, str], cwd: str, seen: FirstRequest 
 
 def cases(python: str, url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
     """name -> (argv, extra environment)."""
-    module = [python, "-m", "ddb2es_cli"]
+    # The console script a user runs; `python -m ddb2es_cli` when there is none (it also loads
+    # runpy). Under PYTHONPATH the script imports the copy there (it comes before the install).
+    script = Path(python).parent / "ddb2es"
+    module = [str(script)] if script.exists() else [python, "-m", "ddb2es_cli"]
     first_env = {
         "DDB2ES_DYNAMODB_ENDPOINT": url,
         "DDB2ES_ES_URL": url,
@@ -152,7 +155,14 @@ def main() -> None:
     seen = FirstRequest()
     server = _listener(seen)
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DDB2ES_"))}
+    # Bytecode cached, as in any installed copy (pip compiles a wheel's modules): without it
+    # (PYTHONDONTWRITEBYTECODE, an editable install) every start compiles each module imported
+    # from source again. The first round, not counted, writes the cache.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "DDB2ES_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     # No AWS files or instance metadata: the credential chain stops at the environment.
     with tempfile.TemporaryDirectory() as cwd:  # no ./ddb2es.toml
         env.update(
@@ -163,15 +173,25 @@ def main() -> None:
         samples: dict[str, list[Sample]] = {}
         firsts: set[str] = set()
         todo = cases(sys.executable, url)
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds + 1):
             for name, (argv, extra) in todo.items():
                 listening = seen if "first request" in name else None
                 sample = run_once(argv, {**env, **extra}, cwd, listening)
+                if round_ == 0:
+                    continue  # warm-up: bytecode cache, page cache
                 samples.setdefault(name, []).append(sample)
                 if listening is not None:
                     firsts.add(seen.what)
+        origin = subprocess.run(
+            [sys.executable, "-c", "import ddb2es_cli; print(ddb2es_cli.__file__)"],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     server.shutdown()
-    _print(args.label, args.rounds, samples, firsts, args.json_path)
+    _print(args.label, args.rounds, samples, firsts, origin, args.json_path)
 
 
 def _median(values: list[float | None], scale: Callable[[float], str]) -> str:
@@ -184,13 +204,13 @@ def _print(
     rounds: int,
     samples: dict[str, list[Sample]],
     firsts: set[str],
+    origin: str,
     json_path: Path | None,
 ) -> None:
     def ms(value: float) -> str:
         return f"{value * 1000:.0f}"
 
-    who = os.environ.get("PYTHONPATH") or "this checkout"
-    print(f"{label or 'run'}: ddb2es_cli from {who}; medians of {rounds} runs, times in ms")
+    print(f"{label or 'run'}: {origin}; medians of {rounds} runs, times in ms")
     print("| case | wall (to exit, or to first request) | CPU at first request | CPU at exit |")
     print("|---|---|---|---|")
     medians: dict[str, dict[str, float | None]] = {}
