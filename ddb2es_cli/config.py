@@ -199,16 +199,15 @@ class Settings:
 
 def read_config_file(path: Path | None) -> tuple[dict[str, Any], str | None]:
     """The parsed TOML file: the explicit one (must exist) or ./ddb2es.toml when present."""
-    if sys.version_info >= (3, 11):  # imported here: a run without a file never parses TOML
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-
     if path is None:
         default = Path(DEFAULT_CONFIG_FILE)
         if not default.is_file():
             return {}, None
         path = default
+    if sys.version_info >= (3, 11):  # imported here: a run without a file never parses TOML
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle), str(path)
