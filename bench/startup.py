@@ -11,8 +11,9 @@ answers `GET /` as OpenSearch would, so the run builds both clients, and any oth
 a 500, so the run stops there with its usual error: the child's CPU at exit (from wait4) is
 its whole start-up, both clients included.
 
-    .venv/bin/python bench/startup.py [--rounds 15] [--label after]
-    PYTHONPATH=/tmp/old .venv/bin/python bench/startup.py --label before   # an older commit
+    .venv/bin/python bench/startup.py [--rounds 15]
+    git archive 38f23db ddb2es_cli | tar -x -C /tmp/old
+    .venv/bin/python bench/startup.py --before /tmp/old   # that commit too, in the same rounds
 """
 
 from __future__ import annotations
@@ -154,7 +155,12 @@ def cases(python: str, url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--label", default="", help="Name of this run in the table.")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="A directory holding an older ddb2es_cli (git archive COMMIT ddb2es_cli | tar -x "
+        "-C DIR): its commands run in the same rounds, on PYTHONPATH, as `before`.",
+    )
     parser.add_argument("--json", dest="json_path", type=Path, help="Also write the medians here.")
     args = parser.parse_args()
 
@@ -167,37 +173,51 @@ def main() -> None:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "DDB2ES_")) and k != "PYTHONDONTWRITEBYTECODE"
+        if not k.startswith(("AWS_", "DDB2ES_"))
+        and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")
     }
+    versions = {"": env}  # label -> environment
+    if args.before is not None:
+        versions = {"before": {**env, "PYTHONPATH": str(args.before.resolve())}, "after": env}
     # No AWS files or instance metadata: the credential chain stops at the environment.
     with tempfile.TemporaryDirectory() as cwd:  # no ./ddb2es.toml
-        env.update(
-            AWS_CONFIG_FILE=f"{cwd}/no-aws-config",
-            AWS_SHARED_CREDENTIALS_FILE=f"{cwd}/no-aws-credentials",
-            AWS_EC2_METADATA_DISABLED="true",
-        )
+        for version_env in versions.values():
+            version_env.update(
+                AWS_CONFIG_FILE=f"{cwd}/no-aws-config",
+                AWS_SHARED_CREDENTIALS_FILE=f"{cwd}/no-aws-credentials",
+                AWS_EC2_METADATA_DISABLED="true",
+            )
+        todo: list[tuple[str, list[str], dict[str, str]]] = []
+        for name, (argv, extra) in cases(sys.executable, url).items():
+            if not name.startswith("ddb2es"):
+                todo.append((name, argv, {**env, **extra}))  # the floor: once
+                continue
+            for label, version_env in versions.items():
+                todo.append((f"{name} {label}".strip(), argv, {**version_env, **extra}))
         samples: dict[str, list[Sample]] = {}
         firsts: set[str] = set()
-        todo = cases(sys.executable, url)
         for round_ in range(args.rounds + 1):
-            for name, (argv, extra) in todo.items():
+            for name, argv, case_env in todo:
                 listening = seen if "first request" in name else None
-                sample = run_once(argv, {**env, **extra}, cwd, listening)
+                sample = run_once(argv, case_env, cwd, listening)
                 if round_ == 0:
                     continue  # warm-up: bytecode cache, page cache
                 samples.setdefault(name, []).append(sample)
                 if listening is not None:
                     firsts.add(seen.what)
-        origin = subprocess.run(
-            [sys.executable, "-c", "import ddb2es_cli; print(ddb2es_cli.__file__)"],
-            env=env,
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        origins = {
+            label or "ddb2es_cli": subprocess.run(
+                [sys.executable, "-c", "import ddb2es_cli; print(ddb2es_cli.__file__)"],
+                env=version_env,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            for label, version_env in versions.items()
+        }
     server.shutdown()
-    _print(args.label, args.rounds, samples, firsts, origin, args.json_path)
+    _print(args.rounds, samples, firsts, origins, args.json_path)
 
 
 def _median(values: list[float | None], scale: Callable[[float], str]) -> str:
@@ -206,17 +226,17 @@ def _median(values: list[float | None], scale: Callable[[float], str]) -> str:
 
 
 def _print(
-    label: str,
     rounds: int,
     samples: dict[str, list[Sample]],
     firsts: set[str],
-    origin: str,
+    origins: dict[str, str],
     json_path: Path | None,
 ) -> None:
     def ms(value: float) -> str:
         return f"{value * 1000:.0f}"
 
-    print(f"{label or 'run'}: {origin}; medians of {rounds} runs, times in ms")
+    where = "; ".join(f"{label}: {path}" for label, path in origins.items())
+    print(f"{where}; medians of {rounds} rounds, times in ms")
     print("| case | wall (to exit, or to first request) | CPU at first request | CPU at exit |")
     print("|---|---|---|---|")
     medians: dict[str, dict[str, float | None]] = {}
@@ -224,20 +244,19 @@ def _print(
         wall = _median([s.wall for s in runs], ms)
         first = _median([s.cpu_first for s in runs], ms)
         cpu = _median([s.cpu_exit for s in runs], ms)
-        print(f"| {label + ' ' if label else ''}{name} | {wall} | {first} | {cpu} |")
+        print(f"| {name} | {wall} | {first} | {cpu} |")
+        cpu_first = [s.cpu_first for s in runs if s.cpu_first is not None]
         medians[name] = {
             "wall": statistics.median(s.wall for s in runs),
             "cpu_exit": statistics.median(s.cpu_exit for s in runs),
-            "cpu_first": statistics.median(firsts_)
-            if (firsts_ := [s.cpu_first for s in runs if s.cpu_first is not None])
-            else None,
+            "cpu_first": statistics.median(cpu_first) if cpu_first else None,
         }
     print(
         f"first request seen: {', '.join(sorted(firsts))}; CPU at first request in "
         f"{1000 // TICK} ms ticks (/proc), CPU at exit from wait4"
     )
     if json_path is not None:
-        json_path.write_text(json.dumps({"label": label, "medians": medians}, indent=2))
+        json_path.write_text(json.dumps({"origins": origins, "medians": medians}, indent=2))
 
 
 if __name__ == "__main__":
