@@ -86,6 +86,16 @@ def test_usage_errors_exit_2_with_one_line() -> None:
     assert result.exit_code == ExitStatus.USAGE
 
 
+def test_a_mistyped_command_gets_the_same_answer_as_before_lazy_loading() -> None:
+    """click (8.4 and later) suggests the closest command names from the group's commands: the
+    lazy group loads them all for a name it does not know."""
+    result = CliRunner().invoke(cli, ["reindx"])
+    assert result.exit_code == ExitStatus.USAGE
+    assert "No such command 'reindx'." in result.output
+    if hasattr(click.exceptions, "NoSuchCommand"):
+        assert "Did you mean 'reindex'?" in result.output
+
+
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.toml"), "reindex", "t"])
     assert result.exit_code == ExitStatus.USAGE

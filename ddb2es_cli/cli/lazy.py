@@ -43,6 +43,16 @@ class LazyGroup(click.Group):
             self.add_command(self._load(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.lazy_commands:
+            # Not a name we know: click's answer ("No such command", with "Did you mean ...?"
+            # since click 8.4) looks at self.commands, so let it hold every command first.
+            for name in self.lazy_commands:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
     def _load(self, name: str) -> click.Command:
         module_name, _, attribute = self.lazy_commands[name].import_path.partition(":")
         command = getattr(importlib.import_module(module_name), attribute)
