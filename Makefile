@@ -46,6 +46,11 @@ demo-down: install
 bench: install java
 	$(BIN)/python bench/run.py
 
+# Start-up: `ddb2es --help` and the time to the first request, next to the floor (issue 14).
+.PHONY: bench-startup
+bench-startup: install
+	$(BIN)/python bench/startup.py
+
 # One run spread over 1 and 2 worker processes (state table), next to the plain reindex.
 bench-scale: install java
 	$(BIN)/python bench/scale.py

@@ -37,7 +37,6 @@ from ddb2es_cli.config_checks import non_empty as _name
 from ddb2es_cli.config_checks import one_of as _one_of
 from ddb2es_cli.config_checks import text as _string
 from ddb2es_cli.errors import ConfigError
-from ddb2es_cli.ownership import deployment_name
 from ddb2es_cli.redaction import redact as redact
 from ddb2es_cli.redaction import redact_url as redact_url
 from ddb2es_cli.redaction import register_secret
@@ -47,11 +46,6 @@ from ddb2es_cli.transform import (
     LOCAL_REPAIR_MARGIN_MS,
     TableShape,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger("ddb2es.config")
 
@@ -170,6 +164,10 @@ class Settings:
 
     @property
     def deployment_name(self) -> str:
+        # Imported here: ownership (and what it imports) costs about 15 ms that loading the
+        # settings, and a command's `--help`, need not pay (issue 14).
+        from ddb2es_cli.ownership import deployment_name
+
         return deployment_name(self.deployment, self.index_prefix)
 
     @property
@@ -206,6 +204,10 @@ def read_config_file(path: Path | None) -> tuple[dict[str, Any], str | None]:
         if not default.is_file():
             return {}, None
         path = default
+    if sys.version_info >= (3, 11):  # imported here: a run without a file never parses TOML
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle), str(path)

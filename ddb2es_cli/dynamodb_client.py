@@ -3,10 +3,8 @@ into one line naming the endpoint and the cause."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -24,11 +22,19 @@ from ddb2es_cli.errors import ConfigError, ConnectionFailed, Ddb2esError
 from ddb2es_cli.redaction import redact, register_secret
 from ddb2es_cli.transport_warnings import warn_plain_http
 
+if TYPE_CHECKING:
+    import boto3
+
 LOCAL_REGION = "us-east-1"
 
 
 def make_boto_session(settings: DynamoSettings) -> boto3.session.Session:
     """The default AWS credential chain; a local endpoint works without any credentials."""
+    # Imported here, not with the module: boto3 and botocore's client machinery cost about
+    # 0.25 s of CPU, which a command pays only once it builds an AWS client, so the search
+    # engine's `GET /` can go out before it (cli.common.make_clients).
+    import boto3
+
     try:
         session = boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
         credentials = session.get_credentials()
@@ -114,12 +120,20 @@ def make_dynamodb_client(
     service: str = "dynamodb",
     max_pool_connections: int = 64,
     max_attempts: int = 10,
+    session: boto3.session.Session | None = None,
 ) -> Any:
-    """A low-level client (`dynamodb` or `dynamodbstreams`) with botocore's standard retries."""
-    session = make_boto_session(settings)
+    """A low-level client (`dynamodb` or `dynamodbstreams`) with botocore's standard retries.
+
+    `session`: one made by make_boto_session for the same settings, to share: a client of a
+    session that already made one costs about 10 ms of CPU, the first of a new one about 0.2 s
+    (each session loads botocore's data files anew)."""
+    if session is None:
+        session = make_boto_session(settings)
     region = session.region_name or (LOCAL_REGION if settings.endpoint else None)
     if region is None:
         raise ConfigError("no AWS region: pass --region or set AWS_REGION")
+    from botocore.config import Config as BotoConfig
+
     config = BotoConfig(
         retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,

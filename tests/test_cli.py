@@ -13,7 +13,7 @@ from typing import Any
 import click
 from click.testing import CliRunner
 
-from ddb2es_cli.cli import cli
+from ddb2es_cli.cli import COMMANDS, cli
 from ddb2es_cli.errors import ExitStatus
 from tests.conftest import Stack
 
@@ -21,20 +21,41 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 def all_commands(group: click.Group = cli, prefix: str = "") -> list[tuple[str, click.Command]]:
+    """Every command, nested ones too (list_commands/get_command: the top level loads lazily)."""
     found = []
-    for name, command in sorted(group.commands.items()):
-        full = f"{prefix}{name}"
-        found.append((full, command))
-        if isinstance(command, click.Group):
-            found.extend(all_commands(command, full + " "))
+    with click.Context(group) as ctx:
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, f"{prefix}{name} is listed but does not load"
+            full = f"{prefix}{name}"
+            found.append((full, command))
+            if isinstance(command, click.Group):
+                found.extend(all_commands(command, full + " "))
     return found
 
 
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for name in cli.commands:
+    with click.Context(cli) as ctx:
+        names = cli.list_commands(ctx)
+    assert len(names) == len(COMMANDS) >= 11
+    for name in names:
         assert name in result.output
+
+
+def test_the_help_listing_says_what_each_command_says() -> None:
+    """`ddb2es --help` lists the commands from COMMANDS without importing them: each summary
+    there is the first paragraph of the command's own help, shortened alike at any width."""
+    with click.Context(cli) as ctx:
+        for name, lazy in COMMANDS.items():
+            command = cli.get_command(ctx, name)
+            assert command is not None and command.help, name
+            assert not command.hidden and not command.short_help and not command.deprecated
+            assert lazy.summary.split() == command.help.partition("\n\n")[0].split(), name
+            stand_in = click.Command(name, help=lazy.summary)
+            for limit in (20, 45, 60, 80, 200):
+                assert stand_in.get_short_help_str(limit) == command.get_short_help_str(limit)
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -63,6 +84,16 @@ def test_usage_errors_exit_2_with_one_line() -> None:
     assert result.exit_code == ExitStatus.USAGE
     result = CliRunner().invoke(cli, ["no-such-command"])
     assert result.exit_code == ExitStatus.USAGE
+
+
+def test_a_mistyped_command_gets_the_same_answer_as_before_lazy_loading() -> None:
+    """click (8.4 and later) suggests the closest command names from the group's commands: the
+    lazy group loads them all for a name it does not know."""
+    result = CliRunner().invoke(cli, ["reindx"])
+    assert result.exit_code == ExitStatus.USAGE
+    assert "No such command 'reindx'." in result.output
+    if hasattr(click.exceptions, "NoSuchCommand"):
+        assert "Did you mean 'reindex'?" in result.output
 
 
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:

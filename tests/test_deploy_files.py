@@ -33,11 +33,12 @@ IMAGE_UID = "10001"
 
 
 def _command(path: tuple[str, ...]) -> click.Command | None:
-    command: click.Command = cli
+    command: click.Command | None = cli
     for name in path:
-        if not isinstance(command, click.Group) or name not in command.commands:
+        if not isinstance(command, click.Group):
             return None
-        command = command.commands[name]
+        with click.Context(command) as ctx:  # get_command: the top level loads lazily
+            command = command.get_command(ctx, name)
     return command
 
 

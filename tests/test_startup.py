@@ -3,9 +3,18 @@ look at which heavy libraries got imported, which is what the start-up time is m
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ddb2es_cli.errors import ExitStatus
+from tests.conftest import Stack
+from tests.servers import free_port
 
 HEAVY = ("boto3", "botocore", "rich", "elasticsearch", "opensearchpy")
 
@@ -34,6 +43,52 @@ def test_help_imports_no_aws_search_or_rendering_library() -> None:
         "assert result.exit_code == 0 and 'reindex' in result.output, result.output\n"
     )
     assert _imported_after(code) == set()
+
+
+def test_help_imports_no_command_module_and_no_config() -> None:
+    """`ddb2es --help` lists the commands without importing their modules (nor config, with
+    ownership and transform): those imports were half of its start-up."""
+    code = (
+        "import subprocess, sys\n"
+        "from ddb2es_cli.cli import main\n"
+        "sys.argv = ['ddb2es', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "loaded = sorted(n for n in sys.modules if n.startswith('ddb2es_cli.'))\n"
+        "print('modules=' + ','.join(loaded))\n"
+    )
+    with tempfile.TemporaryDirectory() as cwd:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            cwd=cwd,
+        )
+    assert "reindex" in done.stdout  # the listing is there
+    loaded = done.stdout.rpartition("modules=")[2].strip().split(",")
+    commands = [n for n in loaded if n.startswith("ddb2es_cli.cli.") and n not in _CLI_CORE]
+    assert commands == []
+    assert "ddb2es_cli.config" not in loaded
+
+
+_CLI_CORE = ("ddb2es_cli.cli.common", "ddb2es_cli.cli.lazy")
+
+
+def test_a_command_imports_its_module_on_use() -> None:
+    code = (
+        "from click.testing import CliRunner\n"
+        "from ddb2es_cli.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['reindex', '--help'])\n"
+        "assert result.exit_code == 0 and '--segments' in result.output, result.output\n"
+        "import sys\n"
+        "assert 'ddb2es_cli.cli.reindex' in sys.modules\n"
+        "assert 'ddb2es_cli.cli.drift' not in sys.modules\n"
+    )
+    _imported_after(code)
 
 
 def test_an_opensearch_client_never_pulls_in_elasticsearch_py() -> None:
@@ -82,3 +137,103 @@ def test_detection_errors_still_come_from_the_client(opensearch_url: str) -> Non
         "    raise AssertionError('no error')\n"
     )
     assert "opensearchpy" in _imported_after(code)
+
+
+def _requests_of(args: list[str], env: dict[str, str], cwd: Path) -> list[dict[str, Any]]:
+    """Run `ddb2es <args>` in a fresh interpreter; every HTTP request it makes (urllib3 carries
+    botocore's, opensearch-py's and elasticsearch-py's), with whether boto3 was loaded by then,
+    and the exit code last."""
+    code = (
+        "import json, sys\n"
+        "import urllib3.connectionpool as pools\n"
+        "seen = []\n"
+        "urlopen = pools.HTTPConnectionPool.urlopen\n"
+        "def spy(self, method, url, *args, **kwargs):\n"
+        "    seen.append({'port': self.port, 'method': method, 'url': url,\n"
+        "                 'boto3': 'boto3' in sys.modules})\n"
+        "    return urlopen(self, method, url, *args, **kwargs)\n"
+        "pools.HTTPConnectionPool.urlopen = spy\n"
+        "from click.testing import CliRunner\n"
+        "from ddb2es_cli.cli import cli\n"
+        f"result = CliRunner().invoke(cli, {args!r})\n"
+        "seen.append({'exit_code': result.exit_code, 'output': result.output})\n"
+        "print('requests=' + json.dumps(seen))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=cwd,
+        env={**os.environ, **env},
+    )
+    found: list[dict[str, Any]] = json.loads(done.stdout.rpartition("requests=")[2])
+    return found
+
+
+def test_the_first_request_asks_the_search_engine_before_boto3_loads(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Start-up until the first request (issue 14): the engine's `GET /` needs urllib3 only,
+    so it goes out before boto3 and botocore's client (about 0.35 s of CPU) are loaded."""
+    table = stack.create_table("first")
+    stack.put_items(table, [{"pk": {"S": "a"}, "TYPE": {"S": "Order"}}])
+    config = stack.config_file(tmp_path, table)
+    seen = _requests_of(["--config", str(config), "reindex", table], stack.cli_env(), tmp_path)
+    *requests, end = seen
+    assert end["exit_code"] == 0, end["output"]
+    search_port = urlsplit(stack.es_url).port
+    first = requests[0]
+    assert (first["port"], first["method"], first["url"]) == (search_port, "GET", "/")
+    assert first["boto3"] is False
+    assert any(r["port"] == urlsplit(stack.dynamodb_url).port for r in requests)
+
+
+def test_a_dynamodb_settings_error_is_still_the_one_reported(tmp_path: Path) -> None:
+    """The search side goes first, but when it fails too, DynamoDB's settings error (which
+    came first when DynamoDB's client was built first) is the one the user reads."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    args = ["--profile", "no-such-profile", "--es-url", closed, "reindex", "orders"]
+    *_, end = _requests_of(args, env, tmp_path)
+    assert end["exit_code"] == ExitStatus.USAGE, end["output"]
+    assert "AWS profile 'no-such-profile' is not in the AWS config" in end["output"]
+
+
+def test_the_dynamodb_and_streams_clients_share_one_session(stack: Stack, tmp_path: Path) -> None:
+    """`stream` (and `reload`) need a DynamoDB and a Streams client: on one boto3 session, as a
+    second session would load botocore's data files again (about 0.2 s of CPU)."""
+    table = stack.create_table("session", stream=True)
+    config = stack.config_file(tmp_path, table)
+    args = ["--config", str(config), "stream", table, "--until-caught-up"]
+    args += ["--state-file", str(tmp_path / "s.json"), "--failures", str(tmp_path / "f.ndjson")]
+    code = (
+        "import boto3.session\n"
+        "made = []\n"
+        "init = boto3.session.Session.__init__\n"
+        "def counted(self, *args, **kwargs):\n"
+        "    made.append(1)\n"
+        "    init(self, *args, **kwargs)\n"
+        "boto3.session.Session.__init__ = counted\n"
+        "from click.testing import CliRunner\n"
+        "from ddb2es_cli.cli import cli\n"
+        f"result = CliRunner().invoke(cli, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(f'sessions={len(made)}')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, **stack.cli_env()},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.rpartition("sessions=")[2].strip() == "1"

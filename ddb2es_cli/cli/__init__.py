@@ -17,24 +17,67 @@ import click
 
 from ddb2es_cli import __version__
 from ddb2es_cli.cli.common import JSON_ERRORS, AppContext, setup_logging
-from ddb2es_cli.cli.doctor import doctor
-from ddb2es_cli.cli.drift import drift
-from ddb2es_cli.cli.export import apply_export, export
-from ddb2es_cli.cli.local import local
-from ddb2es_cli.cli.reindex import reindex
-from ddb2es_cli.cli.reload import reload
-from ddb2es_cli.cli.scale import state, status
-from ddb2es_cli.cli.stream import stream
-from ddb2es_cli.cli.template import template
-from ddb2es_cli.config import DynamoSettings
+from ddb2es_cli.cli.lazy import LazyCommand, LazyGroup
 from ddb2es_cli.errors import Ddb2esError, ExitStatus
 from ddb2es_cli.redaction import redact
 
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from ddb2es_cli.config import DynamoSettings
 
-class Ddb2esGroup(click.Group):
+# Each command is imported when it is used, so `ddb2es --help` imports none of them; the summary
+# is the first paragraph of the command's help (tests/test_cli.py checks that they match).
+COMMANDS = {
+    "local": LazyCommand(
+        "ddb2es_cli.cli.local:local",
+        "The embedded local stack: DynamoDB Local and an OpenSearch-compatible server.",
+    ),
+    "doctor": LazyCommand(
+        "ddb2es_cli.cli.doctor:doctor",
+        "Check both endpoints: engine, version, client, auth mode, tables, the template.",
+    ),
+    "reindex": LazyCommand(
+        "ddb2es_cli.cli.reindex:reindex",
+        "Rebuild the documents of tables into the live indices (upsert; deletes nothing).",
+    ),
+    "drift": LazyCommand(
+        "ddb2es_cli.cli.drift:drift",
+        "Check that the indices are still true to the tables; --repair makes them so.",
+    ),
+    "template": LazyCommand(
+        "ddb2es_cli.cli.template:template",
+        "The single-shard index template (composable, or legacy on old engines).",
+    ),
+    "reload": LazyCommand(
+        "ddb2es_cli.cli.reload:reload",
+        "Rebuild every index of the tables (`reload TABLE...`, see `reload run --help`), or "
+        "swap the aliases back (`reload rollback TABLE...`).",
+    ),
+    "stream": LazyCommand(
+        "ddb2es_cli.cli.stream:stream",
+        "Follow the tables' DynamoDB Streams and apply them with the Lambda handler's code.",
+    ),
+    "state": LazyCommand(
+        "ddb2es_cli.cli.scale:state",
+        "The DynamoDB table that coordinates runs spread over many workers.",
+    ),
+    "status": LazyCommand(
+        "ddb2es_cli.cli.scale:status",
+        "Where runs stand: units done/claimed/free, items, rate, ETA, live workers, failures.",
+    ),
+    "export": LazyCommand(
+        "ddb2es_cli.cli.export:export",
+        "DynamoDB table exports to S3 (no read capacity consumed).",
+    ),
+    "apply-export": LazyCommand(
+        "ddb2es_cli.cli.export:apply_export",
+        "Apply incremental exports (in time order, a gapless chain) like stream records.",
+    ),
+}
+
+
+class Ddb2esGroup(LazyGroup):
     """The one place where core exceptions become a one-line message and an exit code.
 
     With `--json` (anywhere on the line) the error is `{"error": ..., "exit_code": ...}` on
@@ -97,6 +140,7 @@ def _dynamodb_settings(ctx: click.Context) -> DynamoSettings | None:
 
 @click.group(
     cls=Ddb2esGroup,
+    lazy_commands=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="ddb2es")
@@ -174,11 +218,3 @@ def main() -> None:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-for command in (local, doctor, reindex, drift, template, reload, stream):
-    cli.add_command(command)
-for command in (state, status):
-    cli.add_command(command)
-cli.add_command(export)
-cli.add_command(apply_export)

@@ -13,6 +13,7 @@ from ddb2es_cli.cli.common import (
     Table,
     app_of,
     confirm,
+    dynamodb_client,
     emit,
     failures_option,
     make_clients,
@@ -173,7 +174,6 @@ def reindex(
       ddb2es reindex orders-service --state-table ddb2es-state --processes 4
       ddb2es reindex --state-table ddb2es-state --join r20261127t205800-1a2b3c
     """
-    from ddb2es_cli.clients import make_dynamodb_client
     from ddb2es_cli.reindex import ReindexOptions, plan_reindex, run_reindex
     from ddb2es_cli.segments import default_segments
     from ddb2es_cli.sink import BulkOptions
@@ -221,7 +221,7 @@ def reindex(
     if dry_run:
         from ddb2es_cli.estimate import TableSize, estimate
 
-        plans = plan_reindex(make_dynamodb_client(app.settings.dynamodb), selected)
+        plans = plan_reindex(dynamodb_client(app), selected)
         sizes = [TableSize(p.info.name, p.info.item_count, p.info.size_bytes) for p in plans]
         cost = estimate(sizes, options.segments, options.page_limit, max_rcu)
         plan_data = {

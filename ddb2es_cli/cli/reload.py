@@ -17,8 +17,11 @@ from ddb2es_cli.cli.common import (
     Table,
     app_of,
     confirm,
+    connect,
+    dynamodb_client,
     emit,
     failures_option,
+    make_clients,
     max_rcu_option,
     output_options,
     print_lines,
@@ -180,15 +183,13 @@ def run(
       ddb2es reload rollback orders-service --yes
       ddb2es reload orders-service --state-table ddb2es-state --processes 4 --yes
     """
-    from ddb2es_cli.clients import make_dynamodb_client, make_search_client
     from ddb2es_cli.reindex import ReindexOptions
     from ddb2es_cli.reload import ReloadOptions, plan_for_run, run_reload
     from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)
-    ddb = make_dynamodb_client(app.settings.dynamodb)
-    es, engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    ddb, es, engine = connect(app)
     segs = segments or default_segments()
     options = ReloadOptions(
         strategy=strategy,
@@ -260,7 +261,7 @@ def run(
     if break_lock:
         _confirm_break(yes)
     bars = Bars(enabled=not app.quiet and sys.stderr.isatty())
-    streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
+    streams = dynamodb_client(app, "dynamodbstreams")
     try:
         summary = run_reload(
             es,
@@ -346,14 +347,12 @@ def rollback_command(
       ddb2es reload rollback orders-service --dry-run
       ddb2es --config ddb2es.toml reload rollback --all --yes
     """
-    from ddb2es_cli.clients import make_dynamodb_client, make_search_client
     from ddb2es_cli.reload import plan_rollback, rollback
     from ddb2es_cli.segments import default_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)
-    ddb = make_dynamodb_client(app.settings.dynamodb)
-    es, _engine = make_search_client(app.settings.search, app.settings.dynamodb.region)
+    ddb, es = make_clients(app)
     segs = segments or default_segments()
     if not dry_run:
         preview = plan_rollback(es, ddb, app.settings, selected, segs)
@@ -364,7 +363,7 @@ def rollback_command(
             raise click.UsageError("refusing to roll back without --yes (not interactive)")
         if break_lock:
             _confirm_break(yes)
-    streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
+    streams = dynamodb_client(app, "dynamodbstreams")
     result = rollback(
         es, ddb, streams, app.settings, selected, segs, dry_run=dry_run, break_lock=break_lock
     )

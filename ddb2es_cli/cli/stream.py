@@ -17,6 +17,7 @@ import click
 from ddb2es_cli.cli.common import (
     Table,
     app_of,
+    dynamodb_client,
     emit,
     failures_option,
     make_clients,
@@ -114,13 +115,12 @@ def stream(
       ddb2es --config ddb2es.toml stream --all
       ddb2es stream orders-service --from 2026-11-26T03:00:00Z --until-caught-up
     """
-    from ddb2es_cli.clients import make_dynamodb_client
     from ddb2es_cli.stream_runner import StreamOptions, run_stream
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)
     ddb, es = make_clients(app)
-    streams = make_dynamodb_client(app.settings.dynamodb, "dynamodbstreams")
+    streams = dynamodb_client(app, "dynamodbstreams")
     options = StreamOptions(
         start=start,
         until_caught_up=until_caught_up,
