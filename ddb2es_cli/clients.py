@@ -308,6 +308,29 @@ def _short_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def search_library_errors() -> tuple[type[Exception], ...]:
+    """The search client libraries' error bases, of those imported (none imported: none)."""
+    found: list[type[Exception]] = []
+    for module, names in (
+        ("opensearchpy.exceptions", ("OpenSearchException",)),
+        ("elasticsearch.exceptions", ("ApiError", "TransportError")),
+        ("elastic_transport", ("TransportError",)),
+    ):
+        loaded = sys.modules.get(module)
+        found.extend(getattr(loaded, n) for n in names if loaded and hasattr(loaded, n))
+    return tuple(found)
+
+
+def search_error(exc: Exception, settings: SearchSettings | None) -> Ddb2esError:
+    """A search engine answer no core function expected, as one line (no traceback)."""
+    status = status_of(exc)
+    where = settings.safe_url if settings else "the search engine"
+    secrets = settings.secrets() if settings else ()
+    text = redact(" ".join(str(exc).split())[:300], secrets) or type(exc).__name__
+    answered = f"answered HTTP {status}" if status else "failed"
+    return Ddb2esError(f"{where} {answered}: {type(exc).__name__}: {text}")
+
+
 def run_stopped(exc: Exception, settings: SearchSettings) -> Ddb2esError:
     """Connection loss and auth errors stop a run with one clear line (its state is saved)."""
 

@@ -33,7 +33,9 @@ SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
 class FakeHTTP:
     """One loopback server that answers every request with the same status, type and body."""
 
-    def __init__(self, status: int, content_type: str, body: str) -> None:
+    def __init__(self, status: int, content_type: str, body: str, root: str | None = None) -> None:
+        """`root`: a JSON body that `GET /` answers with 200 instead (a search engine that
+        answers its probe, then fails every other request)."""
         payload = body.encode()
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,11 +43,13 @@ class FakeHTTP:
                 length = int(self.headers.get("content-length") or 0)
                 if length:
                     self.rfile.read(length)
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(payload)))
+                probe = root is not None and self.command == "GET" and self.path == "/"
+                data = root.encode() if probe and root is not None else payload
+                self.send_response(200 if probe else status)
+                self.send_header("content-type", "application/json" if probe else content_type)
+                self.send_header("content-length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(payload)
+                self.wfile.write(data)
 
             do_GET = do_POST = do_HEAD = do_PUT = _answer
 
@@ -74,12 +78,18 @@ FAKES = {
     "v8": (200, "application/json", '{"version": "8"}'),
     "ddb_validation": _aws_error("ValidationException", "1 validation error detected"),
     "ddb_denied": _aws_error("AccessDeniedException", "User is not authorized"),
+    "os500": (
+        500,
+        "application/json",
+        '{"error": {"type": "internal_error", "reason": "disk full"}, "status": 500}',
+        '{"version": {"distribution": "opensearch", "number": "2.11.0"}, "tagline": "x"}',
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def urls(dynamodb_url: str, opensearch_url: str) -> Iterator[dict[str, str]]:
-    fakes = {name: FakeHTTP(*spec) for name, spec in FAKES.items()}
+    fakes = {name: FakeHTTP(*spec) for name, spec in FAKES.items()}  # type: ignore[arg-type]
     found = {name: fake.url for name, fake in fakes.items()}
     found.update(ddb=dynamodb_url, es=opensearch_url, closed=f"http://127.0.0.1:{free_port()}")
     try:
@@ -266,6 +276,9 @@ CASES = [
     Case("api-key-refused", [*DDB[:2], "--es-url", "{e404}", "--es-api-key", API_KEY,
          "drift", "orders"], ExitStatus.ERROR, f"{{e404}} {NOT_SEARCH} HTTP 404)",
          secrets=(API_KEY,)),
+    # --- a search engine that answers its probe, then fails: one line, no traceback ---
+    Case("search-500-after-probe", ["--dynamodb-endpoint", "{ddb}", "--es-url", "{os500}",
+         "reindex", "orders"], ExitStatus.ERROR, "{os500} answered HTTP 500"),
     # --- --verbose never shows the session token, the AWS secret or a password ---
     Case("verbose-masks-secrets", [*DDB, "--es-username", "bob", "--es-password", PASSWORD,
          "drift", "--verbose", "no-such-table"], ExitStatus.ERROR,

@@ -24,7 +24,7 @@ from ddb2es_cli.redaction import redact
 if TYPE_CHECKING:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from ddb2es_cli.config import DynamoSettings
+    from ddb2es_cli.config import DynamoSettings, SearchSettings
 
 # Each command is imported when it is used, so `ddb2es --help` imports none of them; the summary
 # is the first paragraph of the command's help (tests/test_cli.py checks that they match).
@@ -101,6 +101,12 @@ class Ddb2esGroup(LazyGroup):
         except (KeyboardInterrupt, click.Abort):
             fail(ctx, "interrupted", ExitStatus.INTERRUPTED)
         except Exception as exc:
+            if isinstance(exc, _search_errors()):
+                # A search call no core function wrapped (the control index, a template).
+                from ddb2es_cli.clients import search_error
+
+                error = search_error(exc, _search_settings(ctx))
+                fail(ctx, str(error), error.exit_status)
             if not isinstance(exc, _aws_errors()):
                 raise
             # A DynamoDB call no core function wrapped: still one line naming the endpoint.
@@ -118,6 +124,22 @@ def _aws_errors() -> tuple[type[Exception], ...]:
     if module is None:
         return ()
     return (module.BotoCoreError, module.ClientError)
+
+
+def _search_errors() -> tuple[type[Exception], ...]:
+    if not any(m in sys.modules for m in ("opensearchpy", "elasticsearch", "elastic_transport")):
+        return ()
+    from ddb2es_cli.clients import search_library_errors
+
+    return search_library_errors()
+
+
+def _search_settings(ctx: click.Context) -> SearchSettings | None:
+    app = ctx.find_object(AppContext)
+    try:
+        return app.settings.search if app is not None else None
+    except Ddb2esError:
+        return None
 
 
 def fail(ctx: click.Context, message: str, status: ExitStatus) -> None:
