@@ -195,28 +195,46 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
     reload(stack, settings, tmp_path)  # aliases exist, as in production
     live_state = tmp_path / "live-stream.json"
     stop = threading.Event()
+    crashed: list[BaseException] = []
+    # The handler starts reading only after the writer's first writes (a lagging handler); it
+    # reads from the stream's start, as one deployed before the reload. At LATEST it would miss
+    # those writes, and a type first written then (z: key-00218 is the 14th write) would be
+    # kept by nobody: reload leaves unplanned types to the handler and drops their generation.
+    lagging = threading.Event()
 
     def follow() -> None:  # the deployed handler, keeping the aliases current
-        run_stream(
-            stack.ddb,
-            streams_client(stack),
-            stack.es,
-            settings,
-            list(settings.tables),
-            StreamOptions(
-                start="latest",
-                state_path=live_state,
-                poll_interval=0.05,
-                failures_path=tmp_path / "live-failures.ndjson",
-            ),
-            stop,
-        )
+        lagging.wait()
+        try:
+            run_stream(
+                stack.ddb,
+                streams_client(stack),
+                stack.es,
+                settings,
+                list(settings.tables),
+                StreamOptions(
+                    state_path=live_state,
+                    poll_interval=0.05,
+                    failures_path=tmp_path / "live-failures.ndjson",
+                ),
+                stop,
+            )
+        except BaseException as exc:  # a dead handler would show up as missing documents
+            crashed.append(exc)
+            raise
 
     def write() -> None:  # inserts, updates (with TYPE changes) and deletes, all the time
+        try:
+            _write()
+        finally:
+            lagging.set()  # the follower starts even when the writer stopped early
+
+    def _write() -> None:
         rng = random.Random(3)
         n = 0
         while not stop.is_set():
             n += 1
+            if n == 20:
+                lagging.set()
             key = {"pk": {"S": f"key-{rng.randrange(400):05d}"}}
             roll = rng.random()
             if roll < 0.4:
@@ -246,6 +264,9 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
         stop.set()
         writer.join(timeout=30)
         follower.join(timeout=60)
+    # Still running, either would race the catch-up run below (or its state file).
+    assert not writer.is_alive() and not follower.is_alive(), "writer or follower did not stop"
+    assert not crashed, f"the follower failed: {crashed}"
     assert summary.verified
     # The follower stopped with the writer; catch up on the last writes as it would have.
     run_stream(
