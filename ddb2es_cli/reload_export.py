@@ -34,10 +34,9 @@ from ddb2es_cli.reindex import (
     ReindexOptions,
     ReindexSummary,
     run_reindex,
-    state_path_for,
 )
-from ddb2es_cli.reload_flow import replay_since, verify_counts
-from ddb2es_cli.reload_generations import abandon, mark_rebuilds, prune_generations, swap_aliases
+from ddb2es_cli.reload_flow import generation_load, mark_and_wait, replay_since, verify_counts
+from ddb2es_cli.reload_generations import abandon, prune_generations, swap_aliases
 from ddb2es_cli.reload_plan import ReloadOptions, ReloadPlan, ReloadSummary, VerificationFailed
 from ddb2es_cli.reload_resume import reload_state_path, save_verified, saved_verified
 from ddb2es_cli.source import describe_table
@@ -130,7 +129,7 @@ def export_type_counts(
 def export_loader(exports: dict[str, ExportSource]) -> Callable[..., ReindexSummary]:
     """The load of one process: one run over every table's export (each table as many units as
     the largest export has data files; a unit past a table's files reads nothing), with the
-    reload generation's state file, so `--resume` continues the files where they stopped."""
+    generation's state file, so `--resume` continues the files where they stopped."""
 
     def load(
         ddb: Any,
@@ -141,10 +140,7 @@ def export_loader(exports: dict[str, ExportSource]) -> Callable[..., ReindexSumm
         progress: Progress | None = None,
     ) -> ReindexSummary:
         units = max(exports[t.name].segments for t in tables)
-        state = options.state_path or state_path_for(tables).with_name(
-            f"reload{options.index_suffix}.json"
-        )
-        run_options = replace(options, segments=units, state_path=state)
+        run_options = replace(options, segments=units)
         pages_from = several_exports(exports, options.segments)
         return run_reindex(ddb, es, settings, tables, run_options, progress, pages_from)
 
@@ -166,12 +162,7 @@ def export_flow(
     deployment = settings.deployment_name
     exports = options.exports
     expected = {i.name: i.items for i in plan.indices if i.new_index is not None}
-    reindex_options = replace(
-        options.reindex,
-        index_suffix=plan.generation,
-        bulk_load_settings=True,
-        extra_load_settings={"gc_deletes": options.gc_deletes},
-    )
+    reindex_options = generation_load(options, plan, tables)
     summary: ReindexSummary | None = None
     verify = saved_verified(tables) if options.reindex.resume else None
     if verify is None:  # else: an interrupted run got past the verification
@@ -192,13 +183,7 @@ def export_flow(
         save_verified(tables, verify)
         # The load took its time: the stream must still hold the export's changes.
         check_replayable(ddb, settings, exports, time.time())
-        mark_rebuilds(es, plan, deployment)
-        if options.notify and options.marker_wait > 0:
-            options.notify(
-                f"waiting {options.marker_wait:.0f} s for the stream handler to see the rebuild "
-                "marker, then replaying the streams from the export time"
-            )
-        time.sleep(options.marker_wait)
+        mark_and_wait(es, plan, deployment, options, "then the streams replay from the export")
         replayed = _replay(es, ddb, streams, settings, tables, exports)
         swapped = swap_aliases(es, plan, deployment)
     except Ddb2esError:

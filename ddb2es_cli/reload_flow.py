@@ -107,23 +107,10 @@ def blue_green_flow(
 ) -> ReloadSummary:
     """Load a new generation beside each index, verify it, swap every alias in one call."""
     deployment = settings.deployment_name
-    reindex_options = replace(
-        options.reindex,
-        index_suffix=plan.generation,
-        bulk_load_settings=True,
-        extra_load_settings={"gc_deletes": options.gc_deletes},
-        state_path=options.reindex.state_path
-        or state_path_for(tables).with_name(f"reload{plan.generation}.json"),
-    )
-    mark_rebuilds(es, plan, deployment)
-    # The stream handler looks for rebuild markers every REBUILD_CHECK_SECONDS: once it has seen
-    # them, every change is written to both generations, so the scan may start.
-    if options.notify and options.marker_wait > 0:
-        options.notify(
-            f"waiting {options.marker_wait:.0f} s for the stream handler to see the rebuild "
-            "marker (then every change goes to both generations)"
-        )
-    time.sleep(options.marker_wait)
+    reindex_options = generation_load(options, plan, tables)
+    # Once the handler has seen the markers, every change is written to both generations, so
+    # the scan may start.
+    mark_and_wait(es, plan, deployment, options, "then every change goes to both generations")
     # An interruption (Ctrl-C, a lost connection) keeps the generations AND their markers: the
     # stream handler keeps them current until `--resume` swaps them or a new reload abandons
     # them. What is known to be wrong (verification, a refused swap) is abandoned at once.
@@ -162,6 +149,35 @@ def blue_green_flow(
         time.monotonic() - started,
         appeared,
     )
+
+
+def generation_load(
+    options: ReloadOptions, plan: ReloadPlan, tables: list[TableSettings]
+) -> ReindexOptions:
+    """The load of a blue/green generation: into X + suffix, with bulk-load settings and
+    tombstones kept `gc_deletes`, its state file named after the generation (for --resume)."""
+    return replace(
+        options.reindex,
+        index_suffix=plan.generation,
+        bulk_load_settings=True,
+        extra_load_settings={"gc_deletes": options.gc_deletes},
+        state_path=options.reindex.state_path
+        or state_path_for(tables).with_name(f"reload{plan.generation}.json"),
+    )
+
+
+def mark_and_wait(
+    es: Any, plan: ReloadPlan, deployment: str, options: ReloadOptions, then: str
+) -> None:
+    """Point X-rebuilding at each generation, then wait until the stream handler (which looks
+    every REBUILD_CHECK_SECONDS) has surely seen the markers."""
+    mark_rebuilds(es, plan, deployment)
+    if options.notify and options.marker_wait > 0:
+        options.notify(
+            f"waiting {options.marker_wait:.0f} s for the stream handler to see the rebuild "
+            f"marker ({then})"
+        )
+    time.sleep(options.marker_wait)
 
 
 def replay_streams(

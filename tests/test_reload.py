@@ -50,6 +50,27 @@ def reload(stack: Stack, settings: Settings, tmp_path: Path, **overrides: Any) -
     )
 
 
+def run_handler(
+    stack: Stack, settings: Settings, tmp_path: Path, stop: threading.Event | None = None
+) -> None:
+    """The deployed stream handler: from the stream's start (or its checkpoint in tmp_path),
+    until `stop`, or without `stop` until caught up (the last writes after a follower stopped)."""
+    run_stream(
+        stack.ddb,
+        streams_client(stack),
+        stack.es,
+        settings,
+        list(settings.tables),
+        StreamOptions(
+            state_path=tmp_path / "live-stream.json",
+            until_caught_up=stop is None,
+            poll_interval=0.05,
+            failures_path=tmp_path / "live-failures.ndjson",
+        ),
+        stop,
+    )
+
+
 def alias_targets(stack: Stack) -> dict[str, list[str]]:
     found = stack.es.indices.get_alias(index=f"{stack.prefix}*")
     targets: dict[str, list[str]] = {}
@@ -193,7 +214,6 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
     stack.put_items(table, sample_items(300, types=("x", "y")))
     settings = stack.settings(table)
     reload(stack, settings, tmp_path)  # aliases exist, as in production
-    live_state = tmp_path / "live-stream.json"
     stop = threading.Event()
     crashed: list[BaseException] = []
     # The handler starts reading only after the writer's first writes (a lagging handler); it
@@ -205,19 +225,7 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
     def follow() -> None:  # the deployed handler, keeping the aliases current
         lagging.wait()
         try:
-            run_stream(
-                stack.ddb,
-                streams_client(stack),
-                stack.es,
-                settings,
-                list(settings.tables),
-                StreamOptions(
-                    state_path=live_state,
-                    poll_interval=0.05,
-                    failures_path=tmp_path / "live-failures.ndjson",
-                ),
-                stop,
-            )
+            run_handler(stack, settings, tmp_path, stop)
         except BaseException as exc:  # a dead handler would show up as missing documents
             crashed.append(exc)
             raise
@@ -269,19 +277,7 @@ def test_no_update_is_lost_while_a_blue_green_reload_runs(stack: Stack, tmp_path
     assert not crashed, f"the follower failed: {crashed}"
     assert summary.verified
     # The follower stopped with the writer; catch up on the last writes as it would have.
-    run_stream(
-        stack.ddb,
-        streams_client(stack),
-        stack.es,
-        settings,
-        list(settings.tables),
-        StreamOptions(
-            state_path=live_state,
-            until_caught_up=True,
-            poll_interval=0.05,
-            failures_path=tmp_path / "live-failures.ndjson",
-        ),
-    )
+    run_handler(stack, settings, tmp_path)
     assert not [i for i in stack.indices() if i.endswith("-rebuilding")]
     expected = table_documents(stack, table)
     actual = alias_documents(stack)

@@ -20,7 +20,6 @@ from ddb2es_cli.export.rebuild import ExportSource, export_source
 from ddb2es_cli.reload import ReloadOptions, run_reload
 from ddb2es_cli.reload_export import check_replayable
 from ddb2es_cli.sink import BulkOptions
-from ddb2es_cli.stream_runner import StreamOptions, run_stream
 from tests.conftest import Stack
 from tests.export_fixtures import ExportFiles, write_full_export
 from tests.test_export import now_ms
@@ -31,6 +30,7 @@ from tests.test_reload import (
     LosesConnection,
     alias_documents,
     alias_targets,
+    run_handler,
     streams_client,
 )
 from tests.test_reload import (
@@ -140,24 +140,10 @@ def test_a_busy_table_verifies_exactly_while_the_stream_handler_runs(
     stack.put_items(table, sample_items(150, types=("x", "y")))
     settings = stack.settings(table)
     export = export_now(stack, table, tmp_path / "bucket")
-    live_state = tmp_path / "live-stream.json"
     stop = threading.Event()
 
     def follow() -> None:  # the deployed handler
-        run_stream(
-            stack.ddb,
-            streams_client(stack),
-            stack.es,
-            settings,
-            list(settings.tables),
-            StreamOptions(
-                start="trim-horizon",
-                state_path=live_state,
-                poll_interval=0.05,
-                failures_path=tmp_path / "live-failures.ndjson",
-            ),
-            stop,
-        )
+        run_handler(stack, settings, tmp_path, stop)
 
     def write() -> None:
         rng = random.Random(11)
@@ -174,19 +160,7 @@ def test_a_busy_table_verifies_exactly_while_the_stream_handler_runs(
         for thread in threads:
             thread.join(timeout=60)
     assert summary.verified
-    run_stream(  # what the handler would have done with the last writes
-        stack.ddb,
-        streams_client(stack),
-        stack.es,
-        settings,
-        list(settings.tables),
-        StreamOptions(
-            state_path=live_state,
-            until_caught_up=True,
-            poll_interval=0.05,
-            failures_path=tmp_path / "live-failures.ndjson",
-        ),
-    )
+    run_handler(stack, settings, tmp_path)  # what it would have done with the last writes
     assert alias_documents(stack) == table_documents(stack, table)
 
 
