@@ -33,6 +33,14 @@ s3_endpoint_option = click.option(
 )
 
 
+max_read_mbps_option = click.option(
+    "--max-read-mbps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --from-export: cap on export bytes read per second (MB/s).",
+)
+
+
 def s3_factory(app: AppContext, endpoint: str | None) -> Any:
     """Builds the S3 client only when an s3:// URL needs one."""
     from ddb2es_cli.export.location import make_s3_client

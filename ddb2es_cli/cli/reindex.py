@@ -24,6 +24,7 @@ from ddb2es_cli.cli.common import (
     segments_option,
     tables_argument,
 )
+from ddb2es_cli.cli.export import max_read_mbps_option, s3_endpoint_option
 from ddb2es_cli.cli.scale import lease_option, run_scaled, state_table_option
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT
 from ddb2es_cli.errors import ExitStatus
@@ -98,18 +99,8 @@ page_size_option = click.option(
     help="Read a full DynamoDB export (s3://bucket/prefix/AWSDynamoDB/<ExportId>/ or a local "
     "copy) instead of scanning: no read capacity. One TABLE; --segments = reader threads.",
 )
-@click.option(
-    "--max-read-mbps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="With --from-export: cap on export bytes read per second (MB/s).",
-)
-@click.option(
-    "--s3-endpoint",
-    envvar="DDB2ES_S3_ENDPOINT",
-    default=None,
-    help="S3 endpoint URL for --from-export (default: [s3] endpoint, else AWS).",
-)
+@max_read_mbps_option
+@s3_endpoint_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; scan and write nothing.")
 @click.option(
     "--break-lock",

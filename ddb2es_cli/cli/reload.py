@@ -28,7 +28,7 @@ from ddb2es_cli.cli.common import (
     segments_option,
     tables_argument,
 )
-from ddb2es_cli.cli.export import s3_endpoint_option
+from ddb2es_cli.cli.export import max_read_mbps_option, s3_endpoint_option
 from ddb2es_cli.cli.reindex import page_size_option
 from ddb2es_cli.cli.scale import lease_option, state_options, state_table_option
 from ddb2es_cli.errors import ExitStatus
@@ -124,12 +124,7 @@ def reload() -> None:
     help="Load from full DynamoDB exports (one per table; s3://... or a local copy) instead "
     "of scanning, then replay each table's stream from its export time (blue-green only).",
 )
-@click.option(
-    "--max-read-mbps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="With --from-export: cap on export bytes read per second (MB/s).",
-)
+@max_read_mbps_option
 @s3_endpoint_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted reload.")
 @break_lock_option
