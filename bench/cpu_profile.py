@@ -94,7 +94,8 @@ def main() -> int:
             ]  # fmt: skip
             if args.py_spy:
                 raw = results / f"py-spy-{args.kind}-{args.engine}.txt"
-                argv = [args.py_spy, "record", "--gil", "-r", "250", "-f", "raw", "-o", str(raw)]
+                spy = str(Path(args.py_spy).resolve())  # the child runs in its own folder
+                argv = [spy, "record", "--gil", "-r", "250", "-f", "raw", "-o", str(raw)]
                 argv += ["--", sys.executable, *reindex]
             else:
                 out = results / f"profile-{args.kind}-{args.engine}.pstats"
