@@ -27,6 +27,7 @@ LOAD_GEN0_THRESHOLD = 20_000
 _lock = threading.Lock()
 _depth = 0
 _saved: tuple[int, int, int] | None = None
+_unfreeze = False  # only when nothing was frozen before: an embedding program's freeze stays
 
 
 @contextlib.contextmanager
@@ -35,12 +36,12 @@ def collector_tuned_for_load() -> Iterator[None]:
 
     Nests (a reload runs loads inside a command): only the outermost one changes and restores.
     """
-    global _depth, _saved
+    global _depth, _saved, _unfreeze
     with _lock:
         _depth += 1
-        outermost = _depth == 1
-        if outermost:
+        if _depth == 1:
             _saved = gc.get_threshold()
+            _unfreeze = gc.get_freeze_count() == 0
             gc.freeze()
             gc.set_threshold(max(_saved[0], LOAD_GEN0_THRESHOLD), _saved[1], _saved[2])
     try:
@@ -50,5 +51,6 @@ def collector_tuned_for_load() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _saved is not None:
                 gc.set_threshold(*_saved)
-                gc.unfreeze()
+                if _unfreeze:
+                    gc.unfreeze()
                 _saved = None

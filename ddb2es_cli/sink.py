@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ddb2es_cli.clients import is_elasticsearch_client
 from ddb2es_cli.failures import Failure as Failure
 from ddb2es_cli.failures import FailureLog as FailureLog
 from ddb2es_cli.failures import KeyJson as KeyJson
@@ -327,7 +328,10 @@ class BulkWriter:
             if pending.action[1] is not None:
                 append(pending.action[1])
         append("")
-        return self.client.bulk(body="\n".join(lines), filter_path=BULK_ANSWER_FIELDS)
+        body = "\n".join(lines)
+        if is_elasticsearch_client(self.client):  # `body=` warns as deprecated in some 8.x
+            return self.client.bulk(operations=body, filter_path=BULK_ANSWER_FIELDS)
+        return self.client.bulk(body=body, filter_path=BULK_ANSWER_FIELDS)
 
     def _answers(
         self, chunk: list[_Pending], request: _Request | None, retry: deque[_Pending]

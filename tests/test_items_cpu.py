@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ddb2es_cli.gc_tuning import collector_tuned_for_load
 from ddb2es_cli.reindex import run_reindex
 from ddb2es_cli.sink import BulkOptions, BulkWriter, index_action
 from ddb2es_cli.transform import Document
@@ -111,3 +112,16 @@ def test_bulk_answers_carry_only_what_the_writer_reads(any_stack: Stack) -> None
     assert all(r.error is None and r.status in (200, 201) and r.index == index for r in first[:-1])
     assert first[-1].error is not None and first[-1].status == 400
     assert again[0].status == 409 and again[0].ok  # an older version: a conflict, not a failure
+
+
+def test_a_freeze_made_before_the_load_is_left_in_place() -> None:
+    """A program embedding ddb2es may have frozen its own heap (before forking workers): the
+    load's end must not unfreeze it."""
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_tuned_for_load():
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
