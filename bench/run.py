@@ -167,13 +167,15 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_child(argv: list[str], cwd: Path) -> ChildRun:
-    """Run a process to its end: wall time, its own user+sys CPU and peak RSS (wait4)."""
+def run_child(argv: list[str], cwd: Path, pythonpath: str | None = None) -> ChildRun:
+    """Run a process to its end: wall time, its own user+sys CPU and peak RSS (wait4).
+    `pythonpath`: import ddb2es_cli from there (another commit's exported copy)."""
     cwd.mkdir(parents=True, exist_ok=True)
     out_path, err_path, usage_path = (cwd / f"child.{n}" for n in ("stdout", "stderr", "json"))
     with out_path.open("wb") as out, err_path.open("wb") as err:
         launcher = [sys.executable, "-c", _LAUNCHER, str(usage_path), *argv]
-        done = subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, check=False)
+        env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
+        done = subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, check=False, env=env)
     if not usage_path.is_file():
         raise RuntimeError(f"{argv[:3]}: no usage figures; {err_path.read_text()[-2000:]}")
     usage = json.loads(usage_path.read_text())
@@ -421,10 +423,16 @@ def measure_scan(setup: Setup, *, fast: bool, whole_pages: bool = False) -> Phas
 
 
 def measure_reindex(
-    setup: Setup, es_url: str, *, small: bool, extra_args: Sequence[str] = ()
+    setup: Setup,
+    es_url: str,
+    *,
+    small: bool,
+    extra_args: Sequence[str] = (),
+    code: str | None = None,
 ) -> Phase:
     """T: the real CLI in a child process, timed from spawn to exit; `extra_args` go on the
-    reindex command line (bench/page_size.py sets --page-size)."""
+    reindex command line (bench/page_size.py sets --page-size); `code`: a folder holding
+    another version's ddb2es_cli (`--before`)."""
     tables = setup.small if small else setup.full
     workdir = WORK_DIR / ("T-small" if small else "T")
     argv = [
@@ -434,21 +442,21 @@ def measure_reindex(
         "--failures", str(workdir / "failures.ndjson"), "--state-file", str(workdir / "state.json"),
         *extra_args,
     ]  # fmt: skip
-    child = run_child(argv, workdir)
+    child = run_child(argv, workdir, code)
     summary = json.loads(child.stdout)
     scanned = sum(t["scanned"] for t in summary["tables"])
     indexed = sum(t["indexed"] for t in summary["tables"])
     es, _engine = make_search_client(SearchSettings(url=es_url))
     counted = int(es.count(index="*")["count"])
     return Phase(
-        "T reindex, small set" if small else "T reindex",
+        ("T reindex, small set" if small else "T reindex") + (" (before)" if code else ""),
         scanned,
         child.seconds,
         child.cpu_seconds,
         child.peak_rss_mb,
         in_child=True,
         note=f"indexed {indexed}, count {counted}, failures {summary['failures']}",
-        command=shlex.join(argv),
+        command=(f"PYTHONPATH={code} " if code else "") + shlex.join(argv),
     )
 
 
@@ -567,6 +575,11 @@ def summarize(p: dict[str, Phase]) -> dict[str, Any]:
         "T_over_naive": round(t.rate / p["naive"].rate, 2) if "naive" in p else None,
         "fast_decode_speedup_R": (round(r.rate / p["R plain"].rate, 2) if "R plain" in p else None),
         "cpu_ratio_T_over_baseline": round(cpu_ratio, 3),
+        "cpu_ratio_T_before_over_baseline": (
+            round(p["T before"].cpu_us_per_item / p["baseline"].cpu_us_per_item, 3)
+            if "T before" in p
+            else None
+        ),
         "memory_growth_mb": round(growth, 1),
         "targets": {
             "T >= 0.8 x min(R, W)": t_vs_min_rw >= TARGET_T_VS_MIN_RW,
@@ -632,6 +645,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="opensearch: osmem-server; elasticsearch: noida-db (Elasticsearch 8 stand-in)",
     )  # fmt: skip
     parser.add_argument(
+        "--before", default=None, metavar="DIR",
+        help="also run T with the ddb2es_cli found in DIR (e.g. `git archive` of an older "
+        "commit), alternated with T: before and after in one run, against one baseline",
+    )  # fmt: skip
+    parser.add_argument(
         "--output", type=Path, default=None,
         help="results JSON (default: bench/results/latest.json; quick.json with --quick)",
     )  # fmt: skip
@@ -649,30 +667,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def bulk_and_reindex(runner: Runner, repeat: int) -> tuple[Phase, Phase]:
-    """W and T, attempts alternated so that both meet the same load from other work."""
+def bulk_and_reindex(
+    runner: Runner, repeat: int, before: str | None = None
+) -> tuple[Phase, Phase, Phase | None]:
+    """W, T (and T of the `before` code), attempts alternated so that all meet the same load
+    from other work."""
     log("W: transforming the full set in memory (untimed; also warms DynamoDB Local up)")
     actions = prepare_actions(runner.setup)
-    w, t = [], []
+    w, t, tb = [], [], []
     for _ in range(repeat):
         w.append(runner.with_osmem(measure_bulk, actions))
+        if before:
+            tb.append(runner.with_osmem(measure_reindex, small=False, code=before))
         t.append(runner.with_osmem(measure_reindex, small=False))
-    return best_of(w), best_of(t)
+    return best_of(w), best_of(t), (best_of(tb) if tb else None)
 
 
-def run_all(runner: Runner, repeat: int, naive_sample: int, core: bool = False) -> dict[str, Phase]:
+def run_all(
+    runner: Runner, repeat: int, naive_sample: int, core: bool = False, before: str | None = None
+) -> dict[str, Phase]:
     """Every phase; rates are the best of `repeat` attempts; memory and baseline run once.
     `core`: only W, R fast, T, T small and the baseline (the figures the targets need)."""
-    w, t = bulk_and_reindex(runner, repeat)
+    w, t, t_before = bulk_and_reindex(runner, repeat, before)
     gc.collect()
     if core:
-        return {
+        phases = {
             "W": w,
             "R fast": best_of([runner.in_process(measure_scan, fast=True) for _ in range(repeat)]),
             "T": t,
             "T small": runner.with_osmem(measure_reindex, small=True),
             "baseline": runner.with_osmem(measure_straightforward),
         }
+        if t_before is not None:
+            phases["T before"] = t_before
+        return phases
     return {
         "W": w,
         "R fast": best_of([runner.in_process(measure_scan, fast=True) for _ in range(repeat)]),
@@ -702,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             page_limit=ReindexOptions().page_limit,
         )
         runner = Runner(setup, ddb, engine_kind=args.engine)
-        phases = run_all(runner, args.repeat, args.naive_sample, args.core)
+        phases = run_all(runner, args.repeat, args.naive_sample, args.core, args.before)
     summary = summarize(phases)
     if package_digest() != sources:
         log("warning: ddb2es_cli changed while the benchmark ran; figures may mix versions")
@@ -711,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {key: value for key, value in asdict(setup).items() if key != "dynamodb_url"}
     config.update(items=args.items, small_items=args.small_items, item_bytes=ITEM_BYTES)
     config.update(naive_sample=args.naive_sample, repeat=args.repeat)
-    config.update(kind=args.kind, engine=args.engine, core=args.core)
+    config.update(kind=args.kind, engine=args.engine, core=args.core, before=args.before)
     results = {
         "started": started,
         "machine": {**machine_info(), "osmem_answers_as": runner.engine},

@@ -21,6 +21,7 @@ from ddb2es_cli.clients import run_stopped
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.failures import key_of_id
+from ddb2es_cli.gc_tuning import collector_tuned_for_load
 from ddb2es_cli.index_settings import restore_settings as restore_settings
 from ddb2es_cli.ownership import create_owned_index, is_owned
 from ddb2es_cli.reindex_plan import Progress as Progress
@@ -398,8 +399,9 @@ def run_reindex(
             else pages_from(run.tasks())
         )
         try:
-            for result in writer.write(run.actions(pages)):
-                run.record(result.tag, result)
+            with collector_tuned_for_load():
+                for result in writer.write(run.actions(pages)):
+                    run.record(result.tag, result)
         finally:
             pages.close()  # stops the scan threads at once, also on Ctrl-C
         completed = True

@@ -12,6 +12,7 @@ from typing import Any
 from ddb2es_cli.clients import run_stopped
 from ddb2es_cli.config import Settings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
+from ddb2es_cli.gc_tuning import collector_tuned_for_load
 from ddb2es_cli.ownership import RunLock
 from ddb2es_cli.reindex import Progress, ReindexOptions, ReindexSummary, plan_reindex
 from ddb2es_cli.scale_finish import finish_when_done
@@ -102,8 +103,9 @@ def work(
                 reader=reader_of_units,
             )
             try:
-                for result in writer.write(worker.actions(pages)):
-                    worker.record(result.tag, result)
+                with collector_tuned_for_load():  # issue 14: see gc_tuning
+                    for result in writer.write(worker.actions(pages)):
+                        worker.record(result.tag, result)
             finally:
                 pages.close()
             worker.raise_error()

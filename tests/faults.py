@@ -18,7 +18,11 @@ from typing import Any
 def _bulk_lines(kwargs: dict[str, Any]) -> tuple[str, list[str]]:
     """The bulk body's lines, and which keyword carried them (the two libraries differ)."""
     if "operations" in kwargs:
-        lines = [ln.decode() if isinstance(ln, bytes) else str(ln) for ln in kwargs["operations"]]
+        operations = kwargs["operations"]
+        if isinstance(operations, str | bytes):  # the whole body as one text
+            text = operations.decode() if isinstance(operations, bytes) else operations
+            return "operations", [ln for ln in text.split("\n") if ln]
+        lines = [ln.decode() if isinstance(ln, bytes) else str(ln) for ln in operations]
         return "operations", lines
     body = kwargs["body"]
     text = body.decode() if isinstance(body, bytes) else str(body)
