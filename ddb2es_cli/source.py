@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ddb2es_cli.errors import Ddb2esError
+from ddb2es_cli.fast_decode import pass_json_through
 from ddb2es_cli.rate import RateLimiter
 from ddb2es_cli.retry import Backoff
 from ddb2es_cli.transform import canonical_number
@@ -111,19 +112,7 @@ def describe_table(client: Any, name: str) -> TableInfo:
 
 def install_fast_decode(client: Any) -> None:
     """Decode successful Scan responses ourselves (see the module docstring)."""
-
-    def before_parse(
-        response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
-    ) -> None:
-        if response_dict.get("status_code") != 200:
-            return
-        data = json.loads(response_dict["body"])
-        for name in _FAST_DECODE_KEYS:
-            if name in data:
-                customized_response_dict[name] = data[name]
-        response_dict["body"] = b"{}"
-
-    client.meta.events.register("before-parse.dynamodb.Scan", before_parse)
+    pass_json_through(client, "before-parse.dynamodb.Scan", _FAST_DECODE_KEYS)
 
 
 def key_for_request(key: Mapping[str, Mapping[str, Any]]) -> Key:
