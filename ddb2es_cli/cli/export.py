@@ -92,13 +92,16 @@ def export_sources_for(
 ) -> dict[str, ExportSource]:
     """`reload --from-export URL...`: each export goes with the table its manifest names (or
     the one TABLE); every table of the reload needs exactly one."""
-    from ddb2es_cli.export.rebuild import export_source, export_table
+    from ddb2es_cli.export.location import open_location
+    from ddb2es_cli.export.manifest import load_export
+    from ddb2es_cli.export.rebuild import check_full, source_of
 
     s3 = s3_factory(app, s3_endpoint)
     names = {t.name for t in selected}
     sources: dict[str, ExportSource] = {}
     for url in urls:
-        table = export_table(url, s3)
+        export = load_export(open_location(url, s3))  # once: S3 reads of both manifests
+        table = export.table
         if table is None and len(urls) == 1 and len(selected) == 1:
             table = selected[0].name
         if table is None:
@@ -107,10 +110,9 @@ def export_sources_for(
             raise ConfigError(f"{url} is an export of {table!r}, which this reload does not name")
         if table in sources:
             raise ConfigError(f"two exports of {table!r}: give one per table")
-        sources[table] = export_source(
-            url,
+        sources[table] = source_of(
+            check_full(export, table),
             table,
-            s3,
             workers=options.segments,
             page_limit=options.page_limit,
             max_read_mbps=max_read_mbps,

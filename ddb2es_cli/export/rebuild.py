@@ -44,14 +44,33 @@ def export_source(
     state_dir: Path = DEFAULT_STATE_DIR,
 ) -> ExportSource:
     """Reads and checks the manifests; refuses an incremental export or one of another table."""
-    export = full_export(url, table, s3_client)
+    return source_of(
+        full_export(url, table, s3_client),
+        table,
+        workers=workers,
+        page_limit=page_limit,
+        max_read_mbps=max_read_mbps,
+        state_dir=state_dir,
+    )
+
+
+def source_of(
+    export: Export,
+    table: str,
+    *,
+    workers: int,
+    page_limit: int | None,
+    max_read_mbps: float | None = None,
+    state_dir: Path = DEFAULT_STATE_DIR,
+) -> ExportSource:
+    """The source of an export whose manifests are read (see `full_export`)."""
     limiter = ByteLimiter(max_read_mbps * 1_000_000 if max_read_mbps else None)
     reader = export_reader(export, page_limit=page_limit, limiter=limiter)
 
     def pages_from(tasks: list[SegmentTask]) -> Generator[Page, None, None]:
         return scan_pages(None, tasks, workers=workers, reader=reader)
 
-    digest = hashlib.sha256(f"{table}\n{url.rstrip('/')}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{table}\n{export.url.rstrip('/')}".encode()).hexdigest()[:12]
     return ExportSource(
         export,
         max(1, len(export.files)),
@@ -76,17 +95,18 @@ def several_exports(
     return pages_from
 
 
-def export_table(url: str, s3_client: Callable[[], Any]) -> str | None:
-    """The table an export is of, from its manifest's tableArn (None when it names none)."""
-    return load_export(open_location(url, s3_client)).table
-
-
 def full_export(url: str, table: str, s3_client: Callable[[], Any]) -> Export:
-    export = load_export(open_location(url, s3_client))
+    return check_full(load_export(open_location(url, s3_client)), table)
+
+
+def check_full(export: Export, table: str) -> Export:
+    """Refuses an incremental export, or one of another table than `table`."""
     if export.incremental:
-        raise ConfigError(f"{url} is an incremental export: apply it with `ddb2es apply-export`")
+        raise ConfigError(
+            f"{export.url} is an incremental export: apply it with `ddb2es apply-export`"
+        )
     if export.table is not None and export.table != table:
-        raise ConfigError(f"{url} is an export of table {export.table!r}, not of {table!r}")
+        raise ConfigError(f"{export.url} is an export of table {export.table!r}, not of {table!r}")
     return export
 
 
