@@ -37,11 +37,16 @@ from ddb2es_cli.reindex import (
 )
 from ddb2es_cli.reload_flow import generation_load, mark_and_wait, replay_since, verify_counts
 from ddb2es_cli.reload_generations import abandon, prune_generations, swap_aliases
-from ddb2es_cli.reload_plan import ReloadOptions, ReloadPlan, ReloadSummary, VerificationFailed
+from ddb2es_cli.reload_plan import (
+    ReloadOptions,
+    ReloadPlan,
+    ReloadSummary,
+    VerificationFailed,
+    tally_index_names,
+)
 from ddb2es_cli.reload_resume import reload_state_path, save_verified, saved_verified
 from ddb2es_cli.source import describe_table
 from ddb2es_cli.stream_records import view_refusal
-from ddb2es_cli.transform import TransformError, index_name
 
 if TYPE_CHECKING:
     from ddb2es_cli.export.rebuild import ExportSource
@@ -91,8 +96,8 @@ def check_replayable(
                 f"its export ({taken}): the changes in between are in no stream; take a new "
                 f"export (`ddb2es export start {table} ...`)"
             )
-        deadline = replay_deadline(source, settings)
-        if now > deadline.timestamp():
+        deadline = replay_deadline(source, settings).timestamp()
+        if now > deadline:
             raise ConfigError(
                 f"--from-export: the export of {table!r} ({taken}) is too old: its stream keeps "
                 f"24 h, and the replay of the changes since had to start by {_iso(deadline)}; "
@@ -105,22 +110,11 @@ def export_type_counts(
 ) -> tuple[Counter[str], int]:
     """Items per index name, read from the exports (the counts never change: they are what the
     loaded generations must hold). Returns (counts, items with an invalid index name)."""
-    shapes = {}
-    for table in tables:
-        info = describe_table(ddb, table.name)
-        shapes[table.name] = table.shape(info.hash_key, info.range_key)
     counts: Counter[str] = Counter()
-    invalid = 0
     tasks = [task for t in tables for task in export_tasks(exports[t.name].export, t.name)]
     pages = several_exports(exports, workers)(tasks)
     try:
-        for page in pages:
-            shape = shapes[page.table]
-            for item in page.items:
-                try:
-                    counts[index_name(item, shape)] += 1
-                except TransformError:
-                    invalid += 1
+        invalid, _rcu = tally_index_names(ddb, tables, pages, counts)
     finally:
         pages.close()
     return counts, invalid
@@ -229,7 +223,7 @@ def export_lines(exports: dict[str, ExportSource], settings: Settings) -> list[s
         f"Reads export {s.export.url} of {table} ({len(s.export.files)} data files, "
         f"{s.export.item_count} items, taken {_iso(s.export.export_time_ms / 1000)}; no read "
         f"capacity), then replays its stream from {_iso(replay_from(s, settings).timestamp())} "
-        f"(must start by {_iso(replay_deadline(s, settings))})"
+        f"(must start by {_iso(replay_deadline(s, settings).timestamp())})"
         for table, s in sorted(exports.items())
     ]
 
@@ -247,8 +241,5 @@ def _label_time(label: str | None) -> float | None:
     return moment.timestamp()
 
 
-def _iso(seconds: float | datetime) -> str:
-    moment = (
-        seconds if isinstance(seconds, datetime) else datetime.fromtimestamp(seconds, timezone.utc)
-    )
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -34,7 +34,7 @@ from ddb2es_cli.reload_plan import (
     ReloadPlan,
     ReloadSummary,
     VerificationFailed,
-    type_counts,
+    scan_counts,
 )
 from ddb2es_cli.reload_resume import reload_state_path
 from ddb2es_cli.source import describe_table
@@ -229,12 +229,5 @@ def _load_and_count(
     of the tables per index for the verification."""
     load = options.loader or run_reindex
     summary = load(ddb, es, settings, tables, reindex_options, progress)
-    counts, _invalid, _rcu = type_counts(
-        ddb,
-        settings,
-        tables,
-        options.reindex.segments,
-        options.reindex.max_rcu,
-        options.reindex.page_limit,
-    )
+    counts, _invalid = scan_counts(ddb, settings, tables, options)
     return summary, counts

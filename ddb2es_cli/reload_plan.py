@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,7 +24,7 @@ from ddb2es_cli.ownership import (
     ownership,
 )
 from ddb2es_cli.reindex import ReindexOptions, ReindexSummary
-from ddb2es_cli.source import CapacityLimiter, SegmentTask, describe_table, scan_pages
+from ddb2es_cli.source import CapacityLimiter, Page, SegmentTask, describe_table, scan_pages
 from ddb2es_cli.stream_indices import REBUILD_CHECK_SECONDS
 from ddb2es_cli.stream_records import view_refusal
 from ddb2es_cli.template import apply_template, template_spec
@@ -189,8 +189,6 @@ def type_counts(
     invalid = 0
     rcu = 0.0
     for table in tables:
-        info = describe_table(ddb, table.name)
-        shape = table.shape(info.hash_key, info.range_key)
         tasks = [SegmentTask(table.name, s, segments) for s in range(segments)]
         pages = scan_pages(
             ddb,
@@ -201,14 +199,48 @@ def type_counts(
             projection="#t",
             expression_names={"#t": table.type_attribute},
         )
-        for page in pages:
-            rcu += page.consumed_rcu
-            for item in page.items:
-                try:
-                    counts[index_name(item, shape)] += 1
-                except TransformError:
-                    invalid += 1
+        table_invalid, table_rcu = tally_index_names(ddb, [table], pages, counts)
+        invalid += table_invalid
+        rcu += table_rcu
     return counts, invalid, rcu
+
+
+def scan_counts(
+    ddb: Any, settings: Settings, tables: list[TableSettings], options: ReloadOptions
+) -> tuple[Counter[str], int]:
+    """`type_counts` with the reload's scan options (the plan and the verification count alike).
+    Returns (counts, items with an invalid index name)."""
+    counts, invalid, _rcu = type_counts(
+        ddb,
+        settings,
+        tables,
+        options.reindex.segments,
+        options.reindex.max_rcu,
+        options.reindex.page_limit,
+    )
+    return counts, invalid
+
+
+def tally_index_names(
+    ddb: Any, tables: list[TableSettings], pages: Iterable[Page], counts: Counter[str]
+) -> tuple[int, float]:
+    """Add each item of `pages` (of `tables`) to the count of its index name. Returns (items
+    with an invalid index name, read capacity the pages consumed)."""
+    shapes = {}
+    for table in tables:
+        info = describe_table(ddb, table.name)
+        shapes[table.name] = table.shape(info.hash_key, info.range_key)
+    invalid = 0
+    rcu = 0.0
+    for page in pages:
+        rcu += page.consumed_rcu
+        shape = shapes[page.table]
+        for item in page.items:
+            try:
+                counts[index_name(item, shape)] += 1
+            except TransformError:
+                invalid += 1
+    return invalid, rcu
 
 
 # --- plan ----------------------------------------------------------------------------------------
@@ -232,14 +264,7 @@ def plan_reload(
     if options.exports:
         counts, invalid, sources = _export_counts(ddb, settings, tables, options)
     else:
-        counts, invalid, _rcu = type_counts(
-            ddb,
-            settings,
-            tables,
-            options.reindex.segments,
-            options.reindex.max_rcu,
-            options.reindex.page_limit,
-        )
+        counts, invalid = scan_counts(ddb, settings, tables, options)
     moment = now or datetime.now(timezone.utc)
     suffix = generation_suffix(moment)
     template = apply_template(es, engine, template_spec(settings), dry_run=True)
