@@ -56,8 +56,10 @@ DEFAULT_CONFIG_FILE = "ddb2es.toml"
 # Items per Scan page for reindex and reload. Memory is bounded by pages (at most segments + 1
 # exist at once), and a parsed page costs far more than its wire size: a full 1 MB page of rich
 # items (~70 attribute values each) is some 17 MB of Python objects, so 8 threads reading 1 MB
-# pages ahead held ~400 MB where 250-item pages hold ~130 MB (docs/benchmarks.md).
-DEFAULT_PAGE_LIMIT = 250
+# pages ahead held ~400 MB. Each Scan request also costs ~2-3 ms of botocore's CPU, so pages of
+# 500 read by 2 threads per core (segments.default_load_segments) keep the items in flight of 250
+# read by 4 per core at a fraction of the requests (docs/benchmarks.md, issue 14).
+DEFAULT_PAGE_LIMIT = 500
 AWS_SERVICES = ("es", "aoss")
 
 

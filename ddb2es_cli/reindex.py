@@ -179,12 +179,13 @@ class _Run:
             ack = _PageAck(page, scanned=self.segment_scanned[where])
             self.segment_queues.setdefault((page.table, page.segment), deque()).append(ack)
             version = scan_version(page.started_ms, overlap)
-            key_names = plan.shape.key_names
+            shape = plan.shape
+            key_names = shape.key_names
             for item in page.items:
                 try:
-                    doc = self._document(item, plan.shape)
+                    doc = self._document(item, shape)
                 except TransformError as exc:
-                    self._fail(page.table, item, plan.shape, f"{exc.reason}: {exc.detail}")
+                    self._fail(page.table, item, shape, f"{exc.reason}: {exc.detail}")
                     continue
                 ack.remaining += 1
                 yield index_action(doc, version), (ack, {k: item[k] for k in key_names})
@@ -201,7 +202,8 @@ class _Run:
         doc = to_document(item, shape)
         if self.options.index_suffix:
             doc = replace(doc, index=doc.index + self.options.index_suffix)
-        self._ensure_index(doc.index)
+        if doc.index not in self.known_indices:  # once per index; this runs once per item
+            self._ensure_index(doc.index)
         return doc
 
     # -- late writes (the bulk writer's Freshener) --

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ddb2es_cli.checkpoint import DEFAULT_STATE_DIR
 from ddb2es_cli.config import DEFAULT_PAGE_LIMIT, TableSettings
 from ddb2es_cli.failures import Failure
-from ddb2es_cli.segments import default_segments
+from ddb2es_cli.segments import default_load_segments
 from ddb2es_cli.sink import BulkOptions, IndexStats
 from ddb2es_cli.source import TableInfo, describe_table
 from ddb2es_cli.transform import TableShape
@@ -20,7 +20,7 @@ from ddb2es_cli.transform import TableShape
 
 @dataclass
 class ReindexOptions:
-    segments: int = field(default_factory=default_segments)
+    segments: int = field(default_factory=default_load_segments)
     bulk: BulkOptions = field(default_factory=BulkOptions)
     max_rcu: float | None = None
     bulk_load_settings: bool | None = None  # None: only for indices this run creates

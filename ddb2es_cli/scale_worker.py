@@ -19,7 +19,7 @@ from ddb2es_cli.scale_finish import finish_when_done
 from ddb2es_cli.scale_run import options_of, tables_of, worker_failures_path
 from ddb2es_cli.scale_status import run_status
 from ddb2es_cli.scale_unit import UnitRun
-from ddb2es_cli.segments import default_segments
+from ddb2es_cli.segments import default_load_segments
 from ddb2es_cli.sink import BulkWriter
 from ddb2es_cli.source import (
     CapacityLimiter,
@@ -97,7 +97,7 @@ def work(
             pages = scan_pages(
                 ddb,
                 worker.next_task,
-                workers=threads or min(default_segments(), sum(run.units.values())),
+                workers=threads or min(default_load_segments(), sum(run.units.values())),
                 limiter=limiter,
                 page_limit=options.page_limit,
                 reader=reader_of_units,

@@ -51,6 +51,9 @@ _CHECKED_INDEX: dict[str, str | None] = {}
 _MAX_CHECKED_INDEX = 10_000
 
 
+quote_fast = _quote  # quote_json without the call around it, for per-document hot paths
+
+
 def quote_json(text: str) -> str:
     """`text` as a JSON string, non-ASCII kept as is (the spelling of every document string)."""
     return str(_quote(text))
@@ -80,7 +83,7 @@ class TableShape:
         return (self.hash_key,) if self.range_key is None else (self.hash_key, self.range_key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Document:
     """One item as the search side sees it. `source` is the exact JSON text of `_source`."""
 
@@ -305,7 +308,7 @@ def to_document(item: Item, shape: TableShape) -> Document:
     if doc_id != key_text:
         extra = _quote(KEY_FIELD) + ":" + _quote(key_text)
         source = "{" + extra + ("," + source[1:] if len(source) > 2 else "}")
-    return Document(index=index, id=doc_id, source=source, key_json=key_text)
+    return Document(index, doc_id, source, key_text)  # positional: a third of the cost
 
 
 def key_from_id(doc_id: str, source: Mapping[str, Any] | None = None) -> dict[str, Any]:

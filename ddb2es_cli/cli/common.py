@@ -92,6 +92,13 @@ segments_option = click.option(
     help="Parallel scan segments (default: 4 per core, at least 4).",
 )
 
+load_segments_option = click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel scan segments, one reader thread each (default: 2 per core, at least 2).",
+)
+
 
 max_rcu_option = click.option(
     "--max-rcu",

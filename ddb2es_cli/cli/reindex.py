@@ -21,7 +21,7 @@ from ddb2es_cli.cli.common import (
     output_options,
     print_failures,
     print_lines,
-    segments_option,
+    load_segments_option,
     tables_argument,
 )
 from ddb2es_cli.cli.export import max_read_mbps_option, s3_endpoint_option
@@ -43,7 +43,7 @@ page_size_option = click.option(
 
 @click.command()
 @tables_argument
-@segments_option
+@load_segments_option
 @click.option(
     "--retry-for",
     type=click.FloatRange(min=0),
@@ -166,7 +166,7 @@ def reindex(
       ddb2es reindex --state-table ddb2es-state --join r20261127t205800-1a2b3c
     """
     from ddb2es_cli.reindex import ReindexOptions, plan_reindex, run_reindex
-    from ddb2es_cli.segments import default_segments
+    from ddb2es_cli.segments import default_load_segments
     from ddb2es_cli.sink import BulkOptions
 
     app = app_of(ctx, json_output, quiet)
@@ -185,7 +185,7 @@ def reindex(
         )
     selected = [] if join_run else app.settings.select_tables(tables, all_tables)
     options = ReindexOptions(
-        segments=segments or default_segments(),
+        segments=segments or default_load_segments(),
         bulk=BulkOptions(
             chunk_size=chunk_size, max_chunk_bytes=max_chunk_bytes, retry_for=retry_for
         ),

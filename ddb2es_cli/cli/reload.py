@@ -25,6 +25,7 @@ from ddb2es_cli.cli.common import (
     max_rcu_option,
     output_options,
     print_lines,
+    load_segments_option,
     segments_option,
     tables_argument,
 )
@@ -101,7 +102,7 @@ def reload() -> None:
     multiple=True,
     help="Take over this existing index or alias: the run marks it as this deployment's.",
 )
-@segments_option
+@load_segments_option
 @max_rcu_option
 @page_size_option
 @click.option(
@@ -180,12 +181,12 @@ def run(
     """
     from ddb2es_cli.reindex import ReindexOptions
     from ddb2es_cli.reload import ReloadOptions, plan_for_run, run_reload
-    from ddb2es_cli.segments import default_segments
+    from ddb2es_cli.segments import default_load_segments
 
     app = app_of(ctx, json_output, quiet)
     selected = app.settings.select_tables(tables, all_tables)
     ddb, es, engine = connect(app)
-    segs = segments or default_segments()
+    segs = segments or default_load_segments()
     options = ReloadOptions(
         strategy=strategy,
         keep=keep,
