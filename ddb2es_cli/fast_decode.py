@@ -1,4 +1,4 @@
-"""Responses decoded by orjson instead of botocore's shape walk.
+"""Responses decoded by msgspec instead of botocore's shape walk.
 
 botocore parses a DynamoDB response by walking its model for every attribute value, which costs
 more than everything else ddb2es does with an item. Where ddb2es reads the DynamoDB JSON itself
@@ -6,9 +6,11 @@ more than everything else ddb2es does with an item. Where ddb2es reads the Dynam
 values stay DynamoDB JSON with binary as base64 text and stream times as epoch seconds, exactly
 what a Lambda event carries. Errors (non-200) still go through botocore.
 
-orjson decodes a page of small items in about half the stdlib's time (a Scan page is thousands
-of small objects; docs/benchmarks.md, issue 14) into the same values. What it refuses and the
-stdlib accepts (an escaped lone surrogate, NaN) goes to the stdlib, so nothing reads differently.
+msgspec decodes a page of small items in about half the stdlib's time (a Scan page is thousands
+of small objects; docs/benchmarks.md, issue 14) into the same values, integers of any size
+included (orjson, as fast, turns integers past 64 bits into floats). What it refuses and the
+stdlib accepts (an escaped lone surrogate, NaN, 1e400) goes to the stdlib, so nothing reads
+differently.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
+import msgspec
+
+_decode = msgspec.json.Decoder().decode
 
 
 def decode_json(body: bytes | str) -> Any:
-    """`json.loads(body)`, at orjson's speed where orjson gives the same answer."""
+    """`json.loads(body)`, at msgspec's speed where msgspec gives the same answer."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return _decode(body)
+    except msgspec.MsgspecError:
         return json.loads(body)
 
 

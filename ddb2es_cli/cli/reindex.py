@@ -16,12 +16,12 @@ from ddb2es_cli.cli.common import (
     dynamodb_client,
     emit,
     failures_option,
+    load_segments_option,
     make_clients,
     max_rcu_option,
     output_options,
     print_failures,
     print_lines,
-    load_segments_option,
     tables_argument,
 )
 from ddb2es_cli.cli.export import max_read_mbps_option, s3_endpoint_option

@@ -21,11 +21,11 @@ from ddb2es_cli.cli.common import (
     dynamodb_client,
     emit,
     failures_option,
+    load_segments_option,
     make_clients,
     max_rcu_option,
     output_options,
     print_lines,
-    load_segments_option,
     segments_option,
     tables_argument,
 )
