@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument("--kind", choices=("rich", "small"), default="rich")
     parser.add_argument("--engine", choices=("opensearch", "elasticsearch"), default="opensearch")
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--segments", type=int, default=None, help="default: reindex's own")
     parser.add_argument("--py-spy", default=None, metavar="PATH", help="sample with py-spy")
     parser.add_argument("--code", default=None, metavar="DIR", help="ddb2es_cli from DIR")
     args = parser.parse_args()
@@ -88,7 +88,8 @@ def main() -> int:
             workdir.mkdir(parents=True, exist_ok=True)
             reindex = [
                 "-m", "ddb2es_cli", "--dynamodb-endpoint", ddb.url, "--es-url", es.url,
-                "--quiet", "--json", "reindex", *tables, "--segments", str(args.segments),
+                "--quiet", "--json", "reindex", *tables,
+                *(["--segments", str(args.segments)] if args.segments else []),
                 "--failures", str(workdir / "failures.ndjson"),
                 "--state-file", str(workdir / "state.json"),
             ]  # fmt: skip

@@ -54,7 +54,6 @@ from ddb2es_cli.local import (
 )
 from ddb2es_cli.reindex import ReindexOptions
 from ddb2es_cli.seed import seed
-from ddb2es_cli.segments import default_segments
 from ddb2es_cli.sink import (
     BULK_LOAD_SETTINGS,
     Action,
@@ -99,9 +98,10 @@ class Setup:
     dynamodb_url: str
     full: list[str]
     small: list[str]
-    segments: int
+    segments: int  # R's threads and the baseline's segments: reindex's default unless given
     chunk_size: int
     page_limit: int | None  # reindex's default: R reads the pages T reads
+    t_segments: int | None = None  # --segments for T; None: each T's code uses its own default
 
     def scan_tasks(self) -> list[SegmentTask]:
         """The full set's tasks as `reindex` orders them (segment-major, tables interleaved)."""
@@ -438,9 +438,9 @@ def measure_reindex(
     argv = [
         sys.executable, "-m", "ddb2es_cli", "--dynamodb-endpoint", setup.dynamodb_url,
         "--es-url", es_url, "--quiet", "--json", "reindex", *tables,
-        "--segments", str(setup.segments), "--chunk-size", str(setup.chunk_size),
-        "--failures", str(workdir / "failures.ndjson"), "--state-file", str(workdir / "state.json"),
-        *extra_args,
+        *(["--segments", str(setup.t_segments)] if setup.t_segments else []),
+        "--chunk-size", str(setup.chunk_size), "--failures", str(workdir / "failures.ndjson"),
+        "--state-file", str(workdir / "state.json"), *extra_args,
     ]  # fmt: skip
     child = run_child(argv, workdir, code)
     summary = json.loads(child.stdout)
@@ -625,8 +625,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help=f"{QUICK_ITEMS} items; small set and sample scaled"
     )
     parser.add_argument(
-        "--segments", type=int, default=default_segments(),
-        help="scan segments for R, T and the baseline (default: reindex's own default)",
+        "--segments", type=int, default=None,
+        help="scan segments for R, T and the baseline (default: reindex's own default; T and "
+        "T before then run with their code's own default)",
     )  # fmt: skip
     parser.add_argument(
         "--repeat", type=int, default=1,
@@ -725,7 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dynamodb_url=ddb.url,
             full=ensure_dataset(ddb.url, args.items, args.kind),
             small=ensure_dataset(ddb.url, args.small_items, args.kind),
-            segments=args.segments,
+            segments=args.segments or ReindexOptions().segments,
+            t_segments=args.segments,
             chunk_size=BulkOptions().chunk_size,  # reindex's default, for W, T and the baseline
             page_limit=ReindexOptions().page_limit,
         )

@@ -253,7 +253,7 @@ class _Run:
             )
         index, doc_id, status, error = result.index, result.id, result.status, result.error
         result_tag = tag[0] if tag else None
-        stats = self.indices.setdefault(index, IndexStats())
+        stats = self.indices.get(index) or self.indices.setdefault(index, IndexStats())
         stats.reread += result.reread
         table = result_tag.page.table if result_tag else "?"
         summary = self.summaries.get(table)

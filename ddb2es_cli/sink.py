@@ -109,7 +109,7 @@ BULK_ANSWER_FIELDS = "errors,items.*._index,items.*._id,items.*.status,items.*.e
 GONE_STATUS = 404  # BulkResult of a re-read snapshot write whose item no longer exists
 
 
-@dataclass
+@dataclass(slots=True)
 class BulkResult:
     """One document's outcome; `tag` is whatever the caller sent along with the action.
 
@@ -358,7 +358,7 @@ class BulkWriter:
             op = next(iter(item.values()))
             status = int(op.get("status", 500))
             doc_id = str(op.get("_id"))
-            if doc_id != action_meta(pending.action)["_id"]:
+            if doc_id != next(iter(pending.action[0].values()))["_id"]:  # action_meta, inline
                 raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
             if 200 <= status < 300:
                 error = None
