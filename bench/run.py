@@ -20,6 +20,7 @@ Phases, all on the same data:
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import gc
 import hashlib
@@ -41,6 +42,8 @@ from typing import Any, Concatenate, ParamSpec
 
 from small_items import load_small_table
 from straightforward import key_names, plain_action
+
+import ddb2es_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ddb2es_cli.clients import make_dynamodb_client, make_search_client
@@ -716,8 +719,21 @@ def run_all(
     }
 
 
+def compile_packages(before: str | None) -> None:
+    """Bytecode for the ddb2es_cli every T runs, as an installed tool has it (pip and the Docker
+    image compile at install). With PYTHONDONTWRITEBYTECODE set, as on these machines, a
+    checkout would otherwise compile each of its modules again in every run, about 0.2 s of
+    CPU, while the baseline's libraries come compiled."""
+    folders = [Path(ddb2es_cli.__file__).parent]
+    if before:
+        folders.append(Path(before) / "ddb2es_cli")
+    for folder in folders:
+        compileall.compile_dir(str(folder), quiet=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    compile_packages(args.before)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the servers
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     started, sources = time.strftime("%Y-%m-%dT%H:%M:%S%z"), package_digest()
