@@ -43,9 +43,8 @@ from typing import Any, Concatenate, ParamSpec
 from small_items import load_small_table
 from straightforward import key_names, plain_action
 
-import ddb2es_cli
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import ddb2es_cli
 from ddb2es_cli.clients import make_dynamodb_client, make_search_client
 from ddb2es_cli.config import DynamoSettings, SearchSettings, TableSettings
 from ddb2es_cli.local import (
