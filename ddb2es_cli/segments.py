@@ -15,9 +15,9 @@ def default_load_segments() -> int:
     """Loads (reindex, reload): two reader threads per CPU, at least two.
 
     A load's reader threads share one interpreter lock with the transform and the bulk writer:
-    eight threads reading 250-item pages on two cores cost a fifth to a quarter more CPU per
-    item than four reading 500-item pages, for the same items in flight (docs/benchmarks.md,
-    issue 14). Four readers still fetch far more than one process indexes; `--processes` is
-    how a load uses more cores.
+    on two cores, four threads reading 500-item pages cost 12-19% less CPU per small item than
+    eight reading 250-item pages, for the same items in flight (docs/benchmarks.md, issue 14).
+    Four readers still fetch far more than one process indexes; `--processes` is how a load
+    uses more cores.
     """
     return max(2, 2 * (os.cpu_count() or 1))
