@@ -51,10 +51,15 @@ def reload(stack: Stack, settings: Settings, tmp_path: Path, **overrides: Any) -
 
 
 def run_handler(
-    stack: Stack, settings: Settings, tmp_path: Path, stop: threading.Event | None = None
+    stack: Stack,
+    settings: Settings,
+    tmp_path: Path,
+    stop: threading.Event | None = None,
+    start: str | None = None,
 ) -> None:
-    """The deployed stream handler: from the stream's start (or its checkpoint in tmp_path),
-    until `stop`, or without `stop` until caught up (the last writes after a follower stopped)."""
+    """The deployed stream handler: from the stream's start (or `start`, or its checkpoint in
+    tmp_path), until `stop`, or without `stop` until caught up (the last writes after a follower
+    stopped)."""
     run_stream(
         stack.ddb,
         streams_client(stack),
@@ -62,6 +67,7 @@ def run_handler(
         settings,
         list(settings.tables),
         StreamOptions(
+            start=start,
             state_path=tmp_path / "live-stream.json",
             until_caught_up=stop is None,
             poll_interval=0.05,
@@ -465,20 +471,11 @@ def test_ctrl_c_then_resume_never_serves_stale_data(stack: Stack, tmp_path: Path
     stack.put_items(table, sample_items(300, types=("x", "y")))
     settings = stack.settings(table)
     reload(stack, settings, tmp_path)
-    live_state = tmp_path / "live-stream.json"
     stop_follower, stop_writer = threading.Event(), threading.Event()
     writes = [0]
 
     def follow() -> None:
-        run_stream(
-            stack.ddb,
-            streams_client(stack),
-            stack.es,
-            settings,
-            list(settings.tables),
-            StreamOptions(start="latest", state_path=live_state, poll_interval=0.05),
-            stop_follower,
-        )
+        run_handler(stack, settings, tmp_path, stop_follower, start="latest")
 
     def write() -> None:
         rng = random.Random(5)

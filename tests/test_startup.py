@@ -19,18 +19,27 @@ from tests.servers import free_port
 HEAVY = ("boto3", "botocore", "rich", "elasticsearch", "opensearchpy")
 
 
-def _imported_after(code: str) -> set[str]:
-    """The heavy top-level packages a fresh interpreter has imported after running `code`."""
-    probe = f"{code}\nimport sys\nprint(','.join(sorted(n for n in {HEAVY!r} if n in sys.modules)))"
-    with tempfile.TemporaryDirectory() as cwd:  # not the checkout: the installed package
-        done = subprocess.run(
-            [sys.executable, "-c", probe],
+def _fresh_python(
+    code: str, cwd: Path | None = None, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter, in `cwd` (default: an empty folder, not the checkout,
+    so the installed package is imported), with `env` added to this process's environment."""
+    with tempfile.TemporaryDirectory() as empty:
+        return subprocess.run(
+            [sys.executable, "-c", code],
             capture_output=True,
             text=True,
             timeout=120,
-            check=True,
-            cwd=cwd,
+            check=check,
+            cwd=cwd or empty,
+            env={**os.environ, **(env or {})},
         )
+
+
+def _imported_after(code: str) -> set[str]:
+    """The heavy top-level packages a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint(','.join(sorted(n for n in {HEAVY!r} if n in sys.modules)))"
+    done = _fresh_python(probe)
     last = done.stdout.rstrip("\n").rpartition("\n")[2]
     return set(filter(None, last.split(",")))
 
@@ -59,15 +68,7 @@ def test_help_imports_no_command_module_and_no_config() -> None:
         "loaded = sorted(n for n in sys.modules if n.startswith('ddb2es_cli.'))\n"
         "print('modules=' + ','.join(loaded))\n"
     )
-    with tempfile.TemporaryDirectory() as cwd:
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-            cwd=cwd,
-        )
+    done = _fresh_python(code)
     assert "reindex" in done.stdout  # the listing is there
     loaded = done.stdout.rpartition("modules=")[2].strip().split(",")
     commands = [n for n in loaded if n.startswith("ddb2es_cli.cli.") and n not in _CLI_CORE]
@@ -159,15 +160,7 @@ def _requests_of(args: list[str], env: dict[str, str], cwd: Path) -> list[dict[s
         "seen.append({'exit_code': result.exit_code, 'output': result.output})\n"
         "print('requests=' + json.dumps(seen))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=cwd,
-        env={**os.environ, **env},
-    )
+    done = _fresh_python(code, cwd, env)
     found: list[dict[str, Any]] = json.loads(done.stdout.rpartition("requests=")[2])
     return found
 
@@ -226,14 +219,6 @@ def test_the_dynamodb_and_streams_clients_share_one_session(stack: Stack, tmp_pa
         "assert result.exit_code == 0, result.output\n"
         "print(f'sessions={len(made)}')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-        env={**os.environ, **stack.cli_env()},
-    )
+    done = _fresh_python(code, tmp_path, stack.cli_env(), check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.rpartition("sessions=")[2].strip() == "1"
