@@ -23,12 +23,19 @@ def reload_state_path(tables: list[TableSettings]) -> Path:
     )
 
 
-def saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetime:
-    path = reload_state_path(tables)
+def _saved(tables: list[TableSettings]) -> Any:
+    """The reload's state file as written, or None when there is none (or it is unreadable)."""
     try:
-        saved = json.loads(path.read_text())
+        return json.loads(reload_state_path(tables).read_text())
     except (OSError, ValueError):
-        raise ConfigError(f"nothing to resume: no interrupted reload in {path}") from None
+        return None
+
+
+def saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetime:
+    saved = _saved(tables)
+    if saved is None:
+        path = reload_state_path(tables)
+        raise ConfigError(f"nothing to resume: no interrupted reload in {path}")
     if saved.get("strategy") != options.strategy:
         raise ConfigError(
             f"--resume: the interrupted reload used --strategy {saved.get('strategy')}"
@@ -37,9 +44,8 @@ def saved_start(tables: list[TableSettings], options: ReloadOptions) -> datetime
 
 
 def saved_indices(tables: list[TableSettings]) -> set[str] | None:
-    try:
-        saved = json.loads(reload_state_path(tables).read_text())
-    except (OSError, ValueError):
+    saved = _saved(tables)
+    if saved is None:
         return None
     names = saved.get("indices")
     return set(names) if isinstance(names, list) else None
@@ -58,18 +64,14 @@ def save_start(
 def save_verified(tables: list[TableSettings], verify: dict[str, dict[str, Any]]) -> None:
     """A load from exports got past its exact verification: `--resume` must not load again
     (the stream handler writes the generations from the markers on, so a count would differ)."""
-    path = reload_state_path(tables)
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    write_json_atomic(path, {**saved, "verified": verify})
+    saved = _saved(tables)
+    if saved is not None:
+        write_json_atomic(reload_state_path(tables), {**saved, "verified": verify})
 
 
 def saved_verified(tables: list[TableSettings]) -> dict[str, dict[str, Any]] | None:
-    try:
-        saved = json.loads(reload_state_path(tables).read_text())
-    except (OSError, ValueError):
+    saved = _saved(tables)
+    if saved is None:
         return None
     verify = saved.get("verified")
     return verify if isinstance(verify, dict) else None
