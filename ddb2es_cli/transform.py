@@ -3,8 +3,14 @@
 Reindex, drift, repair and the stream handler all call `to_document`, so they can never disagree.
 Items arrive in DynamoDB's wire shape (`{"attr": {"S": "x"}}`), with binary values either as
 `bytes` (boto3 client responses) or as base64 text (stream events, raw wire JSON); both shapes give
-byte-identical documents. The document is produced as JSON text directly: numbers keep the exact
-digits DynamoDB returned, which no float-based JSON path can promise.
+byte-identical documents. Numbers keep the exact digits DynamoDB returned, which no float-based
+JSON path can promise: they reach the JSON encoder as raw JSON text (`msgspec.Raw`).
+
+msgspec spells the document (sorted names, strings quoted as `json.dumps(ensure_ascii=False)`
+quotes them): the per-attribute Python is then one lookup and one store. `_encode_map` spells the
+same document in Python, byte for byte (tests hold them equal): it serves what msgspec cannot
+encode (a lone surrogate, which no UTF-8 body can carry either) and the Lambda function, whose
+zip carries pure-Python wheels only (msgspec is compiled).
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from decimal import Context, Decimal, InvalidOperation
 from json.encoder import encode_basestring as _quote
 from json.encoder import encode_basestring_ascii as _quote_ascii
 from typing import Any
+
+try:
+    import msgspec
+except ImportError:  # the Lambda zip: `_encode_map` spells every document
+    msgspec = None  # type: ignore[assignment]
 
 Item = Mapping[str, Mapping[str, Any]]
 
@@ -138,15 +149,15 @@ def _b64(value: bytes | bytearray | memoryview | str) -> str:
 # --- attribute values -> JSON text -------------------------------------------------------
 
 
-def encode_value(value: Mapping[str, Any], *, canonical: bool = False) -> str:
-    """One DynamoDB attribute value as compact JSON text (canonical numbers for ids)."""
+def encode_value(value: Mapping[str, Any]) -> str:
+    """One DynamoDB attribute value as compact JSON text (the reference spelling, in Python)."""
     if len(value) != 1:
         raise TransformError("invalid_attribute", f"expected one type tag, got {sorted(value)}")
     ((tag, payload),) = value.items()
     if tag == "S":
         return str(_quote(payload))
     if tag == "N":
-        return canonical_number(payload) if canonical else json_number(payload)
+        return json_number(payload)
     if tag == "BOOL":
         return "true" if payload else "false"
     if tag == "NULL":
@@ -154,25 +165,23 @@ def encode_value(value: Mapping[str, Any], *, canonical: bool = False) -> str:
     if tag == "B":
         return '"' + _b64(payload) + '"'
     if tag == "M":
-        return _encode_map(payload, canonical)
+        return _encode_map(payload)
     if tag == "L":
-        return "[" + ",".join([_encode_element(v, canonical) for v in payload]) + "]"
+        return "[" + ",".join([_encode_element(v) for v in payload]) + "]"
     if tag == "SS":
         return "[" + ",".join(_quote(s) for s in sorted(payload)) + "]"
     if tag == "NS":
-        numbers = sorted(payload, key=_number_sort_key)
-        spell = canonical_number if canonical else json_number
-        return "[" + ",".join(spell(n) for n in numbers) + "]"
+        return "[" + ",".join(json_number(n) for n in sorted(payload, key=_number_sort_key)) + "]"
     if tag == "BS":
         return "[" + ",".join('"' + b + '"' for b in sorted(_b64(v) for v in payload)) + "]"
     raise TransformError("invalid_attribute", f"unknown DynamoDB type {tag!r}")
 
 
-def _encode_element(value: Mapping[str, Any], canonical: bool) -> str:
+def _encode_element(value: Mapping[str, Any]) -> str:
     """A list element; strings inline (the common case), the rest through encode_value."""
     if len(value) == 1 and "S" in value:
         return str(_quote(value["S"]))
-    return encode_value(value, canonical=canonical)
+    return encode_value(value)
 
 
 def _name_prefix(name: str) -> str:
@@ -185,12 +194,9 @@ def _name_prefix(name: str) -> str:
     return prefix
 
 
-def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) -> str:
-    """Names sorted: scan responses and stream events list attributes in different orders.
-
-    Strings, numbers and booleans, most of any item, are spelled inline: this loop is the
-    reindex hot path (local names and few calls per attribute on purpose).
-    """
+def _encode_map(attributes: Mapping[str, Mapping[str, Any]]) -> str:
+    """A map as JSON text, names sorted (scan responses and stream events list attributes in
+    different orders): the spelling `_encode_document` must match, and its fallback."""
     parts: list[str] = []
     append = parts.append
     prefixes = _NAME_PREFIXES
@@ -203,15 +209,74 @@ def _encode_map(attributes: Mapping[str, Mapping[str, Any]], canonical: bool) ->
             if "S" in value:
                 append(prefix + quote(value["S"]))
                 continue
-            if "N" in value and not canonical:
+            if "N" in value:
                 text = value["N"]
                 append(prefix + (text if is_number(text) else canonical_number(text)))
                 continue
             if "BOOL" in value:
                 append(prefix + ("true" if value["BOOL"] else "false"))
                 continue
-        append(prefix + encode_value(value, canonical=canonical))
+        append(prefix + encode_value(value))
     return "{" + ",".join(parts) + "}"
+
+
+# --- attribute values -> what msgspec encodes ----------------------------------------------
+
+Plain = Any  # str | bool | None | msgspec.Raw | list[Plain] | dict[str, Plain]
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode if msgspec is not None else None
+
+
+def _encode_document(attributes: Mapping[str, Mapping[str, Any]]) -> str:
+    """The item as the document's JSON text: msgspec's spelling of `_plain_map`, which is
+    `_encode_map`'s; `_encode_map` itself for what msgspec cannot encode (lone surrogates) and
+    where msgspec is not installed."""
+    if _encode_sorted is None:
+        return _encode_map(attributes)
+    try:
+        return str(_encode_sorted(_plain_map(attributes)).decode())
+    except UnicodeEncodeError:
+        return _encode_map(attributes)
+
+
+def _plain_map(attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, Plain]:
+    """Strings, numbers and booleans, most of any item, inline: this loop is the reindex hot
+    path (local names and few calls per attribute on purpose). Order does not matter: the
+    encoder sorts the names."""
+    plain: dict[str, Plain] = {}
+    raw = msgspec.Raw
+    is_number = _is_json_number
+    for name, value in attributes.items():
+        if len(value) == 1:
+            if "S" in value:
+                text = value["S"]
+                if type(text) is str:  # anything else is the reference's error, below
+                    plain[name] = text
+                    continue
+            elif "N" in value:
+                text = value["N"]
+                plain[name] = raw(text if is_number(text) else canonical_number(text))
+                continue
+            elif "BOOL" in value:
+                plain[name] = bool(value["BOOL"])
+                continue
+        plain[name] = _plain_value(value)
+    return plain
+
+
+def _plain_value(value: Mapping[str, Any]) -> Plain:
+    """One attribute value in the form `_encode_sorted` spells as `encode_value` does."""
+    if len(value) != 1:
+        raise TransformError("invalid_attribute", f"expected one type tag, got {sorted(value)}")
+    ((tag, payload),) = value.items()
+    if tag == "M":
+        return _plain_map(payload)
+    if tag == "L":
+        return [_plain_value(v) for v in payload]
+    if tag == "S" and type(payload) is str:
+        return payload
+    if tag == "SS" and all(type(s) is str for s in payload):
+        return sorted(payload)
+    return msgspec.Raw(encode_value(value))  # scalars and sets: the reference's own text
 
 
 # --- keys, ids, index names ----------------------------------------------------------------
@@ -304,7 +369,7 @@ def to_document(item: Item, shape: TableShape) -> Document:
     key_text = key_json(item, shape.key_names)
     doc_id = document_id(key_text)
     index = index_name(item, shape)
-    source = _encode_map(item, canonical=False)
+    source = _encode_document(item)
     if doc_id != key_text:
         extra = _quote(KEY_FIELD) + ":" + _quote(key_text)
         source = "{" + extra + ("," + source[1:] if len(source) > 2 else "}")
