@@ -180,7 +180,7 @@ class _Run:
             self.segment_queues.setdefault((page.table, page.segment), deque()).append(ack)
             version = scan_version(page.started_ms, overlap)
             shape = plan.shape
-            key_names = shape.key_names
+            hash_key, range_key = shape.hash_key, shape.range_key
             for item in page.items:
                 try:
                     doc = self._document(item, shape)
@@ -188,7 +188,13 @@ class _Run:
                     self._fail(page.table, item, shape, f"{exc.reason}: {exc.detail}")
                     continue
                 ack.remaining += 1
-                yield index_action(doc, version), (ack, {k: item[k] for k in key_names})
+                # The key, for a re-read if the write goes late (spelled out: once per item).
+                key = (
+                    {hash_key: item[hash_key]}
+                    if range_key is None
+                    else {hash_key: item[hash_key], range_key: item[range_key]}
+                )
+                yield index_action(doc, version), (ack, key)
             ack.sealed = True
             self.progress.advance(page.table, len(page.items))
             page.items = []  # the page waits for its acknowledgements; its items need not
@@ -254,17 +260,19 @@ class _Run:
         index, doc_id, status, error = result.index, result.id, result.status, result.error
         result_tag = tag[0] if tag else None
         stats = self.indices.get(index) or self.indices.setdefault(index, IndexStats())
-        stats.reread += result.reread
+        if result.reread:
+            stats.reread += 1
         table = result_tag.page.table if result_tag else "?"
         summary = self.summaries.get(table)
-        if result.gone:
-            stats.gone += 1
-            if summary:
-                summary.gone += 1
-        elif error is None:
-            stats.indexed += 1
-            if summary:
-                summary.indexed += 1
+        if error is None:
+            if result.gone:
+                stats.gone += 1
+                if summary:
+                    summary.gone += 1
+            else:
+                stats.indexed += 1
+                if summary:
+                    summary.indexed += 1
         elif status == 409:
             stats.conflicts += 1
             if summary:
@@ -278,7 +286,8 @@ class _Run:
             )
         if result_tag is not None:
             result_tag.remaining -= 1
-            self._settle(table, result_tag.page.segment)
+            if result_tag.remaining == 0:  # only then can its segment's checkpoint move
+                self._settle(table, result_tag.page.segment)
 
     def _fail(self, table: str, item: dict[str, Any], shape: TableShape, reason: str) -> None:
         """An item that could not become a document: no index, no id to name."""

@@ -9,6 +9,7 @@ each line, matching answers) is skipped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -174,10 +175,15 @@ class Freshener(Protocol):
 @dataclass(slots=True)
 class _Pending:
     action: Action
+    meta: dict[str, Any]  # action_meta(action), read once
     tag: Any
     read_ms: int | None = None
     reread: bool = False
     status: int = 503  # the last retryable answer, reported if retries run out
+
+    def replace(self, action: Action, read_ms: int) -> None:
+        self.action, self.meta, self.read_ms = action, action_meta(action), read_ms
+        self.reread = True
 
 
 def _now_ms() -> int:
@@ -211,7 +217,7 @@ class BulkWriter:
             self.options.initial_backoff, self.options.max_backoff, self.options.retry_for
         )
         retry: deque[_Pending] = deque()
-        source = _Lookahead(self._pendings(actions))
+        source = _Lookahead(iter(actions))
         ahead: list[_Pending] = []  # the next chunk, built while the last request was in flight
         while True:
             if backoff.failures:
@@ -243,44 +249,42 @@ class BulkWriter:
                     raise error
                 while retry:
                     pending = retry.popleft()
-                    meta = action_meta(pending.action)
                     yield BulkResult(
                         pending.tag,
-                        meta["_index"],
-                        meta["_id"],
+                        pending.meta["_index"],
+                        pending.meta["_id"],
                         pending.status,
                         f"still retryable after {self.options.retry_for:.0f} s of retries",
                     )
                 backoff.succeeded()
-
-    def _pendings(self, actions: Iterable[tuple[Action, Any]]) -> Iterator[_Pending]:
-        read_ms = self.freshener.read_ms if self.freshener else None
-        if read_ms is None:
-            for action, tag in actions:
-                yield _Pending(action, tag)
-            return
-        for action, tag in actions:
-            yield _Pending(action, tag, read_ms(tag))
 
     def _chunk(self, retry: deque[_Pending], source: _Lookahead) -> list[_Pending]:
         """Retries first, then new actions, up to the chunk's size and byte caps."""
         chunk: list[_Pending] = []
         size = 0
         limit, max_bytes = self.options.chunk_size, self.options.max_chunk_bytes
-        while len(chunk) < limit:
-            from_retry = bool(retry)
-            pending = retry.popleft() if from_retry else source.next()
-            if pending is None:
-                break
+        while retry and len(chunk) < limit:
+            pending = retry.popleft()
             cost = _approx_bytes(pending.action)
             if chunk and size + cost > max_bytes:  # first of the next chunk
-                if from_retry:
-                    retry.appendleft(pending)
-                else:
-                    source.push_back(pending)
-                break
+                retry.appendleft(pending)
+                return chunk
             chunk.append(pending)
             size += cost
+        if len(chunk) >= limit:
+            return chunk
+        # New actions: this loop runs once per document, so it is written out flat.
+        read_ms = self.freshener.read_ms if self.freshener else None
+        for action, tag in source:
+            meta = next(iter(action[0].values()))  # action_meta, inline
+            cost = 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
+            if chunk and size + cost > max_bytes:  # first of the next chunk
+                source.push_back((action, tag))
+                break
+            chunk.append(_Pending(action, meta, tag, read_ms(tag) if read_ms else None))
+            size += cost
+            if len(chunk) >= limit:
+                break
         return chunk
 
     def _freshen(self, chunk: list[_Pending]) -> tuple[list[_Pending], list[BulkResult]]:
@@ -289,11 +293,17 @@ class BulkWriter:
         if freshener is None:
             return chunk, []
         now = self.clock_ms()
+        oldest = min((p.read_ms for p in chunk if p.read_ms is not None), default=None)
+        if oldest is None:
+            return chunk, []
+        # Most chunks are young for every index they write: one look per index, not per document.
+        max_age = freshener.max_age_ms
+        if now - oldest <= min(max_age(i) for i in {p.meta["_index"] for p in chunk}):
+            return chunk, []
         stale = [
             n
             for n, p in enumerate(chunk)
-            if p.read_ms is not None
-            and now - p.read_ms > freshener.max_age_ms(action_meta(p.action)["_index"])
+            if p.read_ms is not None and now - p.read_ms > max_age(p.meta["_index"])
         ]
         if not stale:
             return chunk, []
@@ -302,18 +312,17 @@ class BulkWriter:
         dropped: set[int] = set()
         for n, refreshed in zip(stale, fresh, strict=True):
             pending = chunk[n]
-            meta = action_meta(pending.action)
             if refreshed.action is None:
                 dropped.add(n)
                 status = GONE_STATUS if refreshed.error is None else 400
+                meta = pending.meta
                 done.append(
                     BulkResult(
                         pending.tag, meta["_index"], meta["_id"], status, refreshed.error, True
                     )
                 )
             else:
-                pending.action, pending.read_ms = refreshed.action, refreshed.read_ms
-                pending.reread = True
+                pending.replace(refreshed.action, refreshed.read_ms)
         log.info("re-read %d late snapshot writes (%d gone)", len(stale), len(dropped))
         return [p for n, p in enumerate(chunk) if n not in dropped], done
 
@@ -355,10 +364,12 @@ class BulkWriter:
         if len(items) != len(chunk):
             raise RuntimeError(f"bulk answered {len(items)} of {len(chunk)} documents")
         for pending, item in zip(chunk, items, strict=True):
-            op = next(iter(item.values()))
-            status = int(op.get("status", 500))
-            doc_id = str(op.get("_id"))
-            if doc_id != next(iter(pending.action[0].values()))["_id"]:  # action_meta, inline
+            (op,) = item.values()  # the one operation of the answer
+            status = op.get("status", 500)
+            if type(status) is not int:
+                status = int(status)
+            doc_id = op.get("_id")
+            if doc_id != pending.meta["_id"]:
                 raise RuntimeError(f"bulk answer out of order: {doc_id!r}")
             if 200 <= status < 300:
                 error = None
@@ -368,8 +379,14 @@ class BulkWriter:
                 continue
             else:
                 error = _error_text(op.get("error"), status)
+            index = op.get("_index")
             yield BulkResult(
-                pending.tag, str(op.get("_index")), doc_id, status, error, pending.reread
+                pending.tag,
+                index if type(index) is str else str(index),
+                doc_id,
+                status,
+                error,
+                pending.reread,
             )
         return None
 
@@ -398,24 +415,24 @@ class _Request(threading.Thread):
 
 
 class _Lookahead:
-    """An iterator that can take one item back (the one that did not fit into a chunk)."""
+    """The actions, with room to take one back (the one that did not fit into a chunk)."""
 
-    def __init__(self, items: Iterator[_Pending]) -> None:
+    def __init__(self, items: Iterator[tuple[Action, Any]]) -> None:
         self._items = items
-        self._back: _Pending | None = None
+        self._back: list[tuple[Action, Any]] = []
 
-    def next(self) -> _Pending | None:
-        if self._back is not None:
-            item, self._back = self._back, None
-            return item
-        return next(self._items, None)
+    def __iter__(self) -> Iterator[tuple[Action, Any]]:
+        """For one `for` loop. A chain, not a generator: leaving the loop early closes nothing."""
+        back, self._back = self._back, []
+        return itertools.chain(back, self._items)
 
-    def push_back(self, item: _Pending) -> None:
-        self._back = item
+    def push_back(self, item: tuple[Action, Any]) -> None:
+        self._back.append(item)
 
 
 def _approx_bytes(action: Action) -> int:
-    """The request bytes of one action, near enough for the chunk's byte cap."""
+    """The request bytes of one action, near enough for the chunk's byte cap (`_chunk` spells
+    it out for new actions)."""
     for meta in action[0].values():
         return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
     return 120
