@@ -123,6 +123,7 @@ class Phase:
     peak_rss_mb: float | None = None
     in_child: bool = False
     other_cores: float = 0.0  # CPU other processes used meanwhile (the machine may be shared)
+    server_cores: float = 0.0  # CPU DynamoDB Local and the search server used meanwhile
     note: str = ""
     command: str = ""  # the child's command line
     runs: list[float] = field(default_factory=list)  # items/s of every attempt (best is kept)
@@ -205,6 +206,15 @@ class OtherLoad:
     def __init__(self, own_pids: Sequence[int]) -> None:
         self.own_pids = list(own_pids)
         self.start = self._sample()
+        self.servers_start = self._servers()
+
+    def _servers(self) -> float:
+        return sum(_process_cpu(pid) for pid in self.own_pids)
+
+    def server_cores(self) -> float:
+        """Cores our servers used: with 2 cores, what they leave the client (and each other)."""
+        wall = time.perf_counter() - self.start[0]
+        return (self._servers() - self.servers_start) / wall if wall > 0 else 0.0
 
     def _sample(self) -> tuple[float, float, float]:
         fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -234,10 +244,12 @@ def run_phase(
     """`measure(...)`, plus the CPU that other processes took from the machine meanwhile."""
     load = OtherLoad([server.pid for server in own])
     phase = measure(*args, **kwargs)
+    phase.server_cores = load.server_cores()
     phase.other_cores = load.cores(phase.cpu_seconds if phase.in_child else 0.0)
     log(
         f"{phase.name}: {phase.items} items in {phase.seconds:.1f} s ({phase.rate:.0f}/s; "
-        f"other processes used {phase.other_cores:.2f} cores)"
+        f"the servers used {phase.server_cores:.2f} cores, other processes "
+        f"{phase.other_cores:.2f})"
     )
     return phase
 
@@ -596,7 +608,7 @@ def summarize(p: dict[str, Phase]) -> dict[str, Any]:
 def print_report(phases: dict[str, Phase], summary: dict[str, Any]) -> None:
     header = (
         f"{'phase':<24}{'items':>8}{'seconds':>9}{'items/s':>9}{'CPU us/item':>13}"
-        f"{'peak RSS MB':>13}{'others':>8}  note"
+        f"{'peak RSS MB':>13}{'servers':>8}{'others':>8}  note"
     )
     print("\n" + header + "\n" + "-" * len(header))
     for phase in phases.values():
@@ -607,9 +619,13 @@ def print_report(phases: dict[str, Phase], summary: dict[str, Any]) -> None:
         note = "; ".join(text for text in (phase.note, tries) if text)
         print(
             f"{phase.name:<24}{phase.items:>8}{phase.seconds:>9.1f}{phase.rate:>9.0f}"
-            f"{phase.cpu_us_per_item:>13.0f}{rss:>13}{phase.other_cores:>8.2f}  {note}"
+            f"{phase.cpu_us_per_item:>13.0f}{rss:>13}{phase.server_cores:>8.2f}"
+            f"{phase.other_cores:>8.2f}  {note}"
         )
-    print("(others: cores that other processes on the machine used during the phase)\n")
+    print(
+        "(servers: cores DynamoDB Local and the search server used during the phase; others:\n"
+        " cores that other processes on the machine used)\n"
+    )
     for key, value in summary.items():
         if key != "targets":
             print(f"{key:<28}{value}")

@@ -4,6 +4,7 @@ equal to the table (`drift --full` exit 0)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -108,11 +109,9 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
         args = ["--config", str(config), "reindex", table, "--chunk-size", "20", "--quiet"]
         args += ["--page-size", "20", "--failures", str(tmp_path / "failures.ndjson")]
         args += ["--state-file", str(tmp_path / "state.json")]
-        outcome: dict[str, int] = {}
+        outcome: dict[str, Any] = {}
         worker = threading.Thread(
-            target=lambda: outcome.update(
-                code=CliRunner().invoke(cli, args, env=stack.cli_env()).exit_code
-            )
+            target=lambda: outcome.update(result=CliRunner().invoke(cli, args, env=stack.cli_env()))
         )
         index = f"{stack.prefix}r"
         worker.start()
@@ -127,7 +126,8 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
         local.stop(server)
         server = start_elasticsearch(port, tmp_path, tmp_path / "noida-data")
         worker.join(timeout=180)
-        assert outcome.get("code") == 0
+        result = outcome.get("result")
+        assert result is not None and result.exit_code == 0, result and result.output
         assert drift_full(stack, config, table) == 0
     finally:
         stacks.close()
