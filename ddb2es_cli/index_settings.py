@@ -4,10 +4,12 @@ bounds how late a snapshot write may arrive."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ddb2es_cli.checkpoint import RunState
+from ddb2es_cli.retry import Backoff, is_retryable_error
 
 log = logging.getLogger("ddb2es.sink")
 
@@ -17,6 +19,7 @@ DEFAULT_GC_DELETES_MS = 60_000
 
 
 BULK_LOAD_SETTINGS = {"refresh_interval": "-1", "number_of_replicas": 0}
+RESTORE_RETRY_FOR = 60.0  # seconds a busy or unreachable cluster is waited out when restoring
 
 
 def current_load_settings(
@@ -65,16 +68,36 @@ def apply_index_settings(client: Any, index: str, values: dict[str, Any]) -> Non
     client.indices.put_settings(index=index, body={"index": values})
 
 
-def restore_settings(es: Any, state: RunState) -> list[str]:
-    """Put back the index settings a bulk load changed; what fails stays pending for next time."""
+def restore_settings(
+    es: Any,
+    state: RunState,
+    retry_for: float | None = RESTORE_RETRY_FOR,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Put back the index settings a bulk load changed; what fails stays pending for next time.
+
+    A cluster that is busy or briefly unreachable (a node restart as the load ends) is waited
+    out for `retry_for` seconds: an index left without refreshes and replicas is worse than a
+    late exit."""
     restored = []
+    backoff = Backoff(0.5, 10.0, retry_for)
     for index, values in list(state.pending_restore.items()):
-        try:
-            if es.indices.exists(index=index):
-                apply_index_settings(es, index, values)
-                restored.append(index)
-            state.pending_restore.pop(index)
-        except Exception as exc:
-            log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
+        while True:
+            try:
+                if es.indices.exists(index=index):
+                    apply_index_settings(es, index, values)
+                    restored.append(index)
+                state.pending_restore.pop(index)
+                backoff.succeeded()
+                break
+            except Exception as exc:
+                if is_retryable_error(exc):
+                    backoff.failed()
+                    if not backoff.exhausted:
+                        log.warning("restoring settings of %s: %s; retrying", index, exc)
+                        sleep(backoff.delay())
+                        continue
+                log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
+                break
     state.save()
     return restored

@@ -22,6 +22,7 @@ from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import ConfigError, Ddb2esError
 from ddb2es_cli.failures import key_of_id
 from ddb2es_cli.gc_tuning import collector_tuned_for_load
+from ddb2es_cli.index_settings import RESTORE_RETRY_FOR
 from ddb2es_cli.index_settings import restore_settings as restore_settings
 from ddb2es_cli.ownership import create_owned_index, is_owned
 from ddb2es_cli.reindex_plan import Progress as Progress
@@ -350,7 +351,9 @@ class _Run:
         self.gc_deletes[index] = gc_deletes_ms(self.es, index)
 
     def _restore(self, state: RunState) -> None:
-        self.restored.extend(restore_settings(self.es, state))
+        # A restart as the load ends is waited out; a cluster gone for good keeps them pending.
+        budget = min(RESTORE_RETRY_FOR, self.options.bulk.retry_for or RESTORE_RETRY_FOR)
+        self.restored.extend(restore_settings(self.es, state, budget))
 
     def finish(self) -> None:
         """Put index settings back and make the documents visible; runs after errors too."""
@@ -425,7 +428,15 @@ def run_reindex(
             summary.finished = time.monotonic()
         run.state.save()
         run.finish()
-        if completed:
+        if completed and run.state.pending_restore:
+            # The state file is what the next run restores them from: keep it.
+            log.warning(
+                "settings of %s still have bulk-load values; the next reindex of these tables "
+                "puts them back (kept %s)",
+                ", ".join(sorted(run.state.pending_restore)),
+                run.state.path,
+            )
+        elif completed:
             run.state.remove()
     return ReindexSummary(
         run.summaries,

@@ -8,11 +8,15 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from ddb2es_cli.checkpoint import RunState
 from ddb2es_cli.cli import cli
+from ddb2es_cli.index_settings import BULK_LOAD_SETTINGS, current_load_settings
+from ddb2es_cli.reindex import run_reindex
+from ddb2es_cli.sink import BulkOptions
 from tests.conftest import Stack, wait_for
-from tests.faults import FaultProxy
+from tests.faults import ClientWrapper, FaultProxy
 from tests.servers import free_port, start_elasticsearch
-from tests.test_reindex import sample_items
+from tests.test_reindex import options, sample_items
 
 
 def drift_full(stack: Stack, config: Path, table: str) -> int:
@@ -137,3 +141,72 @@ def test_reindex_waits_out_a_search_server_restart(dynamodb_url: str, tmp_path: 
 def _count(stack: Stack, index: str) -> int:
     stack.es.indices.refresh(index=index)
     return int(stack.es.count(index=index)["count"])
+
+
+class RestoreRefused(ClientWrapper):
+    """The real client, but putting settings back (anything but the bulk-load values) finds no
+    cluster for the first `failures` attempts (None: never succeeds)."""
+
+    def __init__(self, client: Any, failures: int | None) -> None:
+        super().__init__(client)
+        self.failures = failures
+        self.refused = 0
+        outer = self
+
+        class Indices:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(client.indices, name)
+
+            def put_settings(self, **kwargs: Any) -> Any:
+                values = kwargs.get("body", {}).get("index", {})
+                restoring = values != BULK_LOAD_SETTINGS
+                if restoring and (outer.failures is None or outer.refused < outer.failures):
+                    outer.refused += 1
+                    raise ConnectionError("connection refused (the node is restarting)")
+                return client.indices.put_settings(**kwargs)
+
+        self.indices = Indices()
+
+
+def _load_with(stack: Stack, tmp_path: Path, es: Any, table: str) -> Any:
+    settings = stack.settings(table)
+    return run_reindex(
+        stack.ddb,
+        es,
+        settings,
+        list(settings.tables),
+        options(tmp_path, bulk=BulkOptions(chunk_size=50, initial_backoff=0.01, retry_for=1.0)),
+    )
+
+
+def test_settings_are_put_back_once_the_cluster_answers_again(stack: Stack, tmp_path: Path) -> None:
+    """A node restart as the load ends used to leave the index without refreshes or replicas."""
+    table = stack.create_table("restore")
+    stack.put_items(table, sample_items(60, types=("rs",)))
+    es = RestoreRefused(stack.es, failures=2)
+    summary = _load_with(stack, tmp_path, es, table)
+    index = f"{stack.prefix}rs"
+    assert summary.tables[table].indexed == 60 and es.refused == 2
+    assert current_load_settings(stack.es, index)["refresh_interval"] != "-1"
+    assert summary.restored == [index]
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_settings_still_pending_keep_the_state_file_for_the_next_run(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The state file holds what to put back: a completed run used to delete it even when the
+    restore failed, and the index kept its bulk-load settings for good."""
+    table = stack.create_table("pending")
+    stack.put_items(table, sample_items(60, types=("pd",)))
+    index = f"{stack.prefix}pd"
+    summary = _load_with(stack, tmp_path, RestoreRefused(stack.es, failures=None), table)
+    assert summary.tables[table].indexed == 60 and summary.restored == []
+    assert current_load_settings(stack.es, index)["refresh_interval"] == "-1"
+    state = RunState.load(tmp_path / "state.json")
+    assert state is not None and not state.unfinished() and index in state.pending_restore
+
+    again = _load_with(stack, tmp_path, stack.es, table)  # the next run puts them back first
+    assert index in again.restored
+    assert current_load_settings(stack.es, index)["refresh_interval"] != "-1"
+    assert not (tmp_path / "state.json").exists()
