@@ -125,9 +125,12 @@ def test_a_freeze_made_before_the_load_is_left_in_place() -> None:
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
+        assert frozen > 1000
+        # An unfreeze empties the permanent generation; frozen objects may still die meanwhile
+        # (threads left by earlier tests drop theirs), so the count is compared with half of it.
         with collector_tuned_for_load():
-            assert gc.get_freeze_count() >= frozen
-        assert gc.get_freeze_count() >= frozen > 0
+            assert gc.get_freeze_count() > frozen // 2
+        assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
 
