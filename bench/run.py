@@ -221,7 +221,7 @@ class OtherLoad:
         user, nice, system, _idle, _iowait, irq, softirq, steal = fields
         busy = (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
         times = os.times()
-        own = times.user + times.system + sum(_process_cpu(pid) for pid in self.own_pids)
+        own = times.user + times.system + self._servers()
         return time.perf_counter(), busy, own
 
     def cores(self, child_cpu: float = 0.0) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ddb2es_cli.checkpoint import RunState
@@ -69,10 +69,7 @@ def apply_index_settings(client: Any, index: str, values: dict[str, Any]) -> Non
 
 
 def restore_settings(
-    es: Any,
-    state: RunState,
-    retry_for: float | None = RESTORE_RETRY_FOR,
-    sleep: Callable[[float], None] = time.sleep,
+    es: Any, state: RunState, retry_for: float | None = RESTORE_RETRY_FOR
 ) -> list[str]:
     """Put back the index settings a bulk load changed; what fails stays pending for next time.
 
@@ -95,7 +92,7 @@ def restore_settings(
                     backoff.failed()
                     if not backoff.exhausted:
                         log.warning("restoring settings of %s: %s; retrying", index, exc)
-                        sleep(backoff.delay())
+                        time.sleep(backoff.delay())
                         continue
                 log.error("could not restore settings of %s: %s (will retry next run)", index, exc)
                 break

@@ -265,7 +265,7 @@ class BulkWriter:
         limit, max_bytes = self.options.chunk_size, self.options.max_chunk_bytes
         while retry and len(chunk) < limit:
             pending = retry.popleft()
-            cost = _approx_bytes(pending.action)
+            cost = _approx_bytes(pending.meta, pending.action[1])
             if chunk and size + cost > max_bytes:  # first of the next chunk
                 retry.appendleft(pending)
                 return chunk
@@ -277,7 +277,7 @@ class BulkWriter:
         read_ms = self.freshener.read_ms if self.freshener else None
         for action, tag in source:
             meta = next(iter(action[0].values()))  # action_meta, inline
-            cost = 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
+            cost = _approx_bytes(meta, action[1])
             if chunk and size + cost > max_bytes:  # first of the next chunk
                 source.push_back((action, tag))
                 break
@@ -430,12 +430,9 @@ class _Lookahead:
         self._back.append(item)
 
 
-def _approx_bytes(action: Action) -> int:
-    """The request bytes of one action, near enough for the chunk's byte cap (`_chunk` spells
-    it out for new actions)."""
-    for meta in action[0].values():
-        return 120 + len(meta["_index"]) + len(meta["_id"]) + len(action[1] or "")
-    return 120
+def _approx_bytes(meta: dict[str, Any], source: str | None) -> int:
+    """The request bytes of one action, near enough for the chunk's byte cap."""
+    return 120 + len(meta["_index"]) + len(meta["_id"]) + len(source or "")
 
 
 def _error_text(error: Any, status: int) -> str:
