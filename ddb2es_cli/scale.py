@@ -22,7 +22,7 @@ import multiprocessing
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from ddb2es_cli.config import Settings, TableSettings
 from ddb2es_cli.errors import Ddb2esError, ExitStatus
@@ -39,6 +39,7 @@ from ddb2es_cli.scale_run import tables_of as tables_of
 from ddb2es_cli.scale_run import worker_failures_path as worker_failures_path
 from ddb2es_cli.scale_status import run_status as run_status
 from ddb2es_cli.scale_status import run_summary as run_summary
+from ddb2es_cli.scale_worker import RunNotRunning as RunNotRunning
 from ddb2es_cli.scale_worker import WorkResult as WorkResult
 from ddb2es_cli.scale_worker import work as work
 from ddb2es_cli.state import RunRecord, StateBackend
@@ -60,11 +61,20 @@ def _child(
         ddb = make_dynamodb_client(settings.dynamodb)
         es, _ = make_search_client(settings.search, settings.dynamodb.region)
         work(ddb, es, settings, state.open(ddb), run_id, options)
+    except RunNotRunning as exc:
+        if exc.status != "done":
+            _exit_with(exc)
+        # Its siblings did every unit while this interpreter started: not an error.
     except Ddb2esError as exc:
-        print(f"Error: worker: {' '.join(str(exc).split())}", file=sys.stderr)
-        sys.exit(int(exc.exit_status))
+        _exit_with(exc)
     except KeyboardInterrupt:
         sys.exit(int(ExitStatus.INTERRUPTED))
+
+
+def _exit_with(exc: Ddb2esError) -> NoReturn:
+    """One line on stderr and the error's exit status, as the CLI would say it."""
+    print(f"Error: worker: {' '.join(str(exc).split())}", file=sys.stderr)
+    sys.exit(int(exc.exit_status))
 
 
 @dataclass

@@ -32,6 +32,14 @@ from ddb2es_cli.state import RunRecord, StateBackend, new_worker_id
 from ddb2es_cli.state.records import poll_seconds
 
 
+class RunNotRunning(ConfigError):
+    """The run is no longer running (done, say): a worker has nothing to do in it."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"run {run_id} is {status}: nothing left to do")
+        self.status = status
+
+
 @dataclass
 class WorkResult:
     """What one worker did, and where the run stands."""
@@ -59,7 +67,7 @@ def work(
     """Be one worker of run `run_id` until every unit is done (then finish it if nobody did)."""
     run = backend.load_run(run_id)
     if run.status != "running":
-        raise ConfigError(f"run {run_id} is {run.status}: nothing left to do")
+        raise RunNotRunning(run_id, run.status)
     worker_id = worker_id or new_worker_id()
     tables = tables_of(run)
     options = options_of(run, options)
