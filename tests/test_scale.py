@@ -6,6 +6,7 @@ Real DynamoDB Local for the data AND the state tables; the search servers of con
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -200,7 +201,13 @@ def test_a_spawned_worker_that_finds_its_run_done_leaves_quietly(
     work(stack.ddb, stack.es, settings, backend, run.run_id, options(tmp_path))
     assert backend.load_run(run.run_id).status == "done"
     capsys.readouterr()
-    _child(settings, state, run.run_id, options(tmp_path))  # returns: exit status 0
+    quietened = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore")
+    levels = {name: logging.getLogger(name).level for name in quietened}
+    try:
+        _child(settings, state, run.run_id, options(tmp_path))  # returns: exit status 0
+    finally:  # the child quietens these loggers for its process: not for the tests after this
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     assert capsys.readouterr().err == ""
     with pytest.raises(ConfigError, match="is done: nothing left to do"):
         work(stack.ddb, stack.es, settings, backend, run.run_id, options(tmp_path))
