@@ -191,6 +191,7 @@ def test_a_spawned_worker_that_finds_its_run_done_leaves_quietly(
 ) -> None:
     """`--processes N` starts N interpreters; on a busy machine the first may do every unit
     before the last has imported. That one is not an error; joining a done run still is."""
+    from ddb2es_cli.cli.common import NOISY_LOGGERS
     from ddb2es_cli.scale import StateOptions, _child
 
     table, items = seed(stack, "late", 40)
@@ -201,11 +202,10 @@ def test_a_spawned_worker_that_finds_its_run_done_leaves_quietly(
     work(stack.ddb, stack.es, settings, backend, run.run_id, options(tmp_path))
     assert backend.load_run(run.run_id).status == "done"
     capsys.readouterr()
-    quietened = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "botocore")
-    levels = {name: logging.getLogger(name).level for name in quietened}
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
     try:
         _child(settings, state, run.run_id, options(tmp_path))  # returns: exit status 0
-    finally:  # the child quietens these loggers for its process: not for the tests after this
+    finally:  # the child quietens the client loggers for its process, not for later tests
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
     assert capsys.readouterr().err == ""
